@@ -1,0 +1,100 @@
+"""Build the web.Application: services wired through typed keys, started and stopped by cleanup contexts."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from pathlib import Path
+
+from aiohttp import web
+
+from .auth_token import load_credentials
+from .config import Settings
+from .db import Database
+from .events import Broadcaster
+from .ingest import Ingest
+from .queue import JobQueue
+from .storage import Storage
+from .web import api, session, sse
+from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
+from .web.middleware import auth_middleware, errors_middleware, security_headers_middleware
+from .web.templating import TEMPLATES, make_environment
+from .workers import WorkerPool
+
+log = logging.getLogger("photoq")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[security_headers_middleware, errors_middleware, auth_middleware],
+        client_max_size=JSON_BODY_LIMIT,
+    )
+    app[CONFIG] = settings
+    app[STORAGE] = Storage(settings.data_dir, fsync=settings.storage.fsync)
+    app[TEMPLATES] = make_environment()
+    app[SSE_RESPONSES] = weakref.WeakSet()
+    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, workers_ctx])
+    app.on_shutdown.append(close_live_streams)
+    app.add_routes(api.routes)
+    app.add_routes(sse.routes)
+    app.add_routes(session.routes)
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+    return app
+
+
+async def storage_ctx(app: web.Application):
+    storage = app[STORAGE]
+    storage.prepare()
+    removed = storage.sweep_temp()
+    if removed:
+        log.info("removed %d unfinished upload(s) left by the last run", removed)
+    app[CREDENTIALS] = load_credentials(app[CONFIG].auth.token, storage.token_path)
+    yield
+
+
+async def database_ctx(app: web.Application):
+    db = Database(app[STORAGE].database_path)
+    await db.open()
+    app[DB] = db
+    await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
+    yield
+    await db.close()
+
+
+async def events_ctx(app: web.Application):
+    db = app[DB]
+
+    async def compute_stats(album_id):
+        return (await db.stats(album_id)).as_dict()
+
+    broadcaster = Broadcaster(compute_stats)
+    app[EVENTS] = broadcaster
+    await broadcaster.start()
+    yield
+    await broadcaster.stop()
+
+
+async def queue_ctx(app: web.Application):
+    queue = JobQueue(app[DB], app[EVENTS], app[CONFIG].queue)
+    await queue.start()
+    app[QUEUE] = queue
+    app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
+    yield
+
+
+async def workers_ctx(app: web.Application):
+    settings = app[CONFIG]
+    pool = WorkerPool(app[QUEUE], app[STORAGE], settings)
+    app[WORKERS] = pool
+    await pool.start()
+    yield
+    await pool.stop(grace=settings.processing.shutdown_grace_seconds)
+
+
+async def close_live_streams(app: web.Application) -> None:
+    """SSE responses never end by themselves: end them, or shutdown waits its whole timeout."""
+    if EVENTS in app:
+        await app[EVENTS].stop()

@@ -1,0 +1,297 @@
+"""Settings: built-in defaults < config.toml < environment < command-line flags, in one frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message is one line naming the key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    max_file_bytes: int = 200 * MIB
+    max_files_per_request: int = 500
+    max_request_bytes: int = 8 * 1024 * MIB
+    max_pixels: int = 150_000_000
+    block_while_processing: bool = False
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    max_attempts: int = 3
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    lease_seconds: float = 60.0
+    sweep_interval_seconds: float = 30.0
+    max_pending: int = 20_000
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    shutdown_grace_seconds: float = 30.0
+    max_tasks_per_child: int = 500
+    webp_method: int = 0
+    quality: int = 80
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    min_free_bytes: int = 256 * MIB
+    fsync: bool = True
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    kind: str  # "thumbnail" or "variant": which job makes it
+    width: int
+    height: int
+    format: str = "webp"
+
+
+DEFAULT_OUTPUTS: tuple[Output, ...] = (
+    Output("thumb-150", "thumbnail", 150, 150),
+    Output("thumb-300", "thumbnail", 300, 300),
+    Output("thumb-600", "thumbnail", 600, 600),
+    Output("display-1080x1920", "variant", 1080, 1920),
+    Output("display-2160x3840", "variant", 2160, 3840),
+    Output("display-1038x1278", "variant", 1038, 1278),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    upload: UploadSettings = field(default_factory=UploadSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    outputs: tuple[Output, ...] = DEFAULT_OUTPUTS
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server.data_dir
+
+    def outputs_for(self, kind: str) -> tuple[Output, ...]:
+        return tuple(o for o in self.outputs if o.kind == kind)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.outputs)
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "auth": AuthSettings,
+    "upload": UploadSettings,
+    "queue": QueueSettings,
+    "processing": ProcessingSettings,
+    "storage": StorageSettings,
+}
+
+# Environment variable -> (section, key), per the HTTP contract.
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "PHOTOQ_HOST": ("server", "host"),
+    "PHOTOQ_PORT": ("server", "port"),
+    "PHOTOQ_DATA_DIR": ("server", "data_dir"),
+    "PHOTOQ_WORKERS": ("processing", "workers"),
+    "PHOTOQ_AUTH_TOKEN": ("auth", "token"),
+}
+
+# Settings that must be > 0 (others may be 0, e.g. min_free_bytes).
+POSITIVE = {
+    "server.port", "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
+    "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",
+    "queue.breaker_threshold", "processing.workers", "processing.max_tasks_per_child", "processing.quality",
+}
+CHOICES = {
+    "server.log_level": ("debug", "info", "warning", "error"),
+}
+OUTPUT_KINDS = ("thumbnail", "variant")
+OUTPUT_FORMATS = ("webp", "jpeg", "png")
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path | None:
+    if environ.get("PHOTOQ_CONFIG"):
+        return Path(environ["PHOTOQ_CONFIG"])
+    local = Path("config.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings. `overrides` maps "section.key" to values given on the command line."""
+    environ = os.environ if environ is None else environ
+    path = config_path or default_config_path(environ)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_toml(path)
+
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for section, table in raw.items():
+        if section == "outputs":
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}] in {path}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] in {path} must be a table")
+        for key, value in table.items():
+            values[section][key] = (value, f"{section}.{key} in {path}")
+    for variable, (section, key) in ENVIRONMENT.items():
+        if environ.get(variable, "") != "":
+            values[section][key] = (environ[variable], f"{section}.{key} (from {variable})")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        values[section][key] = (value, f"{section}.{key} (from the command line)")
+
+    sections = {name: _build_section(name, cls, values[name]) for name, cls in SECTIONS.items()}
+    outputs = _build_outputs(raw.get("outputs"), path) if "outputs" in raw else DEFAULT_OUTPUTS
+    return Settings(outputs=outputs, **sections)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _build_section(name: str, cls: type, given: dict[str, tuple[Any, str]]):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, (value, where) in given.items():
+        if key not in fields:
+            raise ConfigError(f"unknown setting {where}")
+        kwargs[key] = _coerce(f"{name}.{key}", fields[key].type, value, where)
+    return cls(**kwargs)
+
+
+def _coerce(dotted: str, type_name: str, value: Any, where: str) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: expected {expected}, got {value!r}")
+
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise bad("true or false")
+    if type_name == "int":
+        if isinstance(value, bool):
+            raise bad("a whole number")
+        try:
+            number = int(value) if not isinstance(value, float) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None:
+            raise bad("a whole number")
+        _check_range(dotted, number, where, value)
+        return number
+    if type_name == "float":
+        if isinstance(value, bool):
+            raise bad("a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad("a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise bad("a finite number")
+        _check_range(dotted, number, where, value)
+        return number
+    if type_name == "Path":
+        if not isinstance(value, (str, Path)) or str(value) == "":
+            raise bad("a directory path")
+        return Path(value).expanduser()
+    # str and "str | None"
+    if not isinstance(value, str):
+        raise bad("a string")
+    if dotted in CHOICES and value not in CHOICES[dotted]:
+        raise bad("one of " + ", ".join(CHOICES[dotted]))
+    if dotted == "auth.token" and len(value) < 16:
+        raise ConfigError(f"{where}: the token must be at least 16 characters long")
+    return value
+
+
+def _check_range(dotted: str, number: float, where: str, raw: Any) -> None:
+    if dotted in POSITIVE and number <= 0:
+        raise ConfigError(f"{where}: expected a number above 0, got {raw!r}")
+    if number < 0:
+        raise ConfigError(f"{where}: expected a number of 0 or more, got {raw!r}")
+    if dotted == "server.port" and number > 65535:
+        raise ConfigError(f"{where}: expected a port from 1 to 65535, got {raw!r}")
+    if dotted == "processing.webp_method" and number > 6:
+        raise ConfigError(f"{where}: expected a WebP method from 0 to 6, got {raw!r}")
+    if dotted == "processing.quality" and number > 100:
+        raise ConfigError(f"{where}: expected a quality from 1 to 100, got {raw!r}")
+
+
+def _build_outputs(raw: Any, path: Path | None) -> tuple[Output, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"outputs in {path}: expected a non-empty array of [[outputs]] tables")
+    outputs = []
+    for index, table in enumerate(raw):
+        where = f"outputs[{index}] in {path}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        unknown = set(table) - {"name", "kind", "width", "height", "format"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]}")
+        name = table.get("name")
+        if not isinstance(name, str) or not name or name == "original" or not all(
+            c.isalnum() or c in "-_" for c in name
+        ):
+            raise ConfigError(f"{where}.name: expected letters, digits, '-' or '_' (and not 'original'), got {name!r}")
+        kind = table.get("kind")
+        if kind not in OUTPUT_KINDS:
+            raise ConfigError(f"{where}.kind: expected one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")
+        fmt = table.get("format", "webp")
+        if fmt not in OUTPUT_FORMATS:
+            raise ConfigError(f"{where}.format: expected one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+        size = {}
+        for key in ("width", "height"):
+            value = table.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 20000:
+                raise ConfigError(f"{where}.{key}: expected a whole number from 1 to 20000, got {value!r}")
+            size[key] = value
+        outputs.append(Output(name, kind, size["width"], size["height"], fmt))
+    names = [o.name for o in outputs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"outputs in {path}: output names must be unique")
+    for kind in OUTPUT_KINDS:
+        if not any(o.kind == kind for o in outputs):
+            raise ConfigError(f"outputs in {path}: at least one output of kind {kind!r} is needed")
+    return tuple(outputs)

@@ -1,0 +1,632 @@
+"""The database: one writer and one reader connection, the schema and its migrations, and every SQL statement.
+
+This is the only module that imports aiosqlite. Each public method is one named operation; a method that
+writes runs in exactly one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from importlib import resources
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+
+import aiosqlite
+
+from .models import (
+    PRIORITY,
+    Album,
+    Attempt,
+    ClaimedJob,
+    Job,
+    JobKind,
+    NewPhoto,
+    OutputFile,
+    Photo,
+    PhotoState,
+    Stats,
+    Status,
+)
+
+SCHEMA_VERSION_BASE = 1
+# Numbered migrations: MIGRATIONS[0] takes a database from version 1 to 2, and so on. Never edit one that has
+# shipped; add a new one and update schema.sql to match the result.
+MIGRATIONS: tuple[str, ...] = ()
+
+BUSY_TIMEOUT_MS = 10_000
+KIND_COLUMN = {JobKind.THUMBNAIL: "thumbnail_status", JobKind.VARIANT: "variant_status"}
+PHOTO_STATE_COLUMNS = "id, album_id, processing_status, thumbnail_status, variant_status, error"
+JOB_COLUMNS = "id, photo_id, kind, priority, status, attempts, max_attempts, run_at, lease_expires_at, last_error, created_at"
+UNFINISHED = "('pending', 'processing')"
+
+
+def schema_sql() -> str:
+    packaged = resources.files("photoq").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+def _photo_state(row) -> PhotoState:
+    return PhotoState(
+        id=row["id"],
+        album_id=row["album_id"],
+        processing_status=Status(row["processing_status"]),
+        thumbnail_status=Status(row["thumbnail_status"]),
+        variant_status=Status(row["variant_status"]),
+        error=row["error"],
+    )
+
+
+def _job(row) -> Job:
+    return Job(
+        id=row["id"],
+        photo_id=row["photo_id"],
+        kind=JobKind(row["kind"]),
+        priority=row["priority"],
+        status=Status(row["status"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        run_at=row["run_at"],
+        lease_expires_at=row["lease_expires_at"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+    )
+
+
+def _photo(row) -> Photo:
+    return Photo(
+        id=row["id"],
+        album_id=row["album_id"],
+        filename=row["filename"],
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        width=row["width"],
+        height=row["height"],
+        format=row["format"],
+        content_type=row["content_type"],
+        taken_at=row["taken_at"],
+        exif_json=row["exif"],
+        processing_status=Status(row["processing_status"]),
+        thumbnail_status=Status(row["thumbnail_status"]),
+        variant_status=Status(row["variant_status"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        completed_at=row["completed_at"],
+        attempts=row["attempts"],
+        last_attempt=row["last_attempt"],
+    )
+
+
+PHOTO_SELECT = """
+    SELECT p.*,
+           (SELECT count(*) FROM job_attempts a WHERE a.photo_id = p.id) AS attempts,
+           (SELECT max(started_at) FROM job_attempts a WHERE a.photo_id = p.id) AS last_attempt
+    FROM photos p
+"""
+
+
+class Database:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._migrate()
+        self._reader = await self._connect()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # FULL, not NORMAL: we answer 202 only after the commit, and with NORMAL a commit acknowledged in WAL mode
+        # can roll back on a power cut. FULL costs one fsync per transaction, which photoq batches to a handful
+        # per photo: noise next to the image work.
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    async def _migrate(self) -> None:
+        assert self._writer is not None
+        version = await self._scalar(self._writer, "PRAGMA user_version")
+        target = SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        if version > target:
+            raise RuntimeError(
+                f"database {self.path} has schema version {version}, newer than this photoq knows ({target})"
+            )
+        if version == 0:
+            await self._writer.executescript(
+                f"BEGIN IMMEDIATE; {schema_sql()}; PRAGMA user_version = {target}; COMMIT;"
+            )
+            return
+        for number in range(version, target):
+            sql = MIGRATIONS[number - SCHEMA_VERSION_BASE]
+            await self._writer.executescript(f"BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {number + 1}; COMMIT;")
+
+    @staticmethod
+    async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence = ()):
+        async with conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The one way to write: a process-wide lock around BEGIN IMMEDIATE ... COMMIT."""
+        async with self._write_lock:
+            async with self._transaction_unlocked() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction_unlocked(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = self._writer
+        assert conn is not None, "database is not open"
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        else:
+            await conn.execute("COMMIT")
+
+    async def _read_all(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "database is not open"
+        async with self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def _read_one(self, sql: str, params: Sequence = ()) -> sqlite3.Row | None:
+        rows = await self._read_all(sql, params)
+        return rows[0] if rows else None
+
+    # -- settings ----------------------------------------------------------------------------------------------
+
+    async def get_setting(self, key: str) -> str | None:
+        row = await self._read_one("SELECT value FROM settings WHERE key = ?", (key,))
+        return row["value"] if row else None
+
+    async def set_setting(self, key: str, value: str) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- albums ------------------------------------------------------------------------------------------------
+
+    async def create_album(self, name: str, now: float) -> Album:
+        async with self.transaction() as tx:
+            async with tx.execute(
+                "INSERT INTO albums (name, created_at) VALUES (?, ?) RETURNING id", (name, now)
+            ) as cur:
+                album_id = (await cur.fetchone())[0]
+        return Album(id=album_id, name=name, created_at=now)
+
+    ALBUM_SELECT = """
+        SELECT a.id, a.name, a.created_at,
+               count(p.id) AS photo_count,
+               coalesce(sum(p.processing_status IN ('pending', 'processing')), 0) > 0 AS processing
+        FROM albums a LEFT JOIN photos p ON p.album_id = a.id
+    """
+
+    async def list_albums(self) -> list[Album]:
+        rows = await self._read_all(self.ALBUM_SELECT + " GROUP BY a.id ORDER BY a.id")
+        return [self._album(r) for r in rows]
+
+    async def get_album(self, album_id: int) -> Album | None:
+        row = await self._read_one(self.ALBUM_SELECT + " WHERE a.id = ? GROUP BY a.id", (album_id,))
+        return self._album(row) if row else None
+
+    @staticmethod
+    def _album(row) -> Album:
+        return Album(
+            id=row["id"],
+            name=row["name"],
+            created_at=row["created_at"],
+            photo_count=row["photo_count"],
+            processing=bool(row["processing"]),
+        )
+
+    async def album_cover_photo_ids(self) -> dict[int, int]:
+        """album id -> the first photo whose thumbnails exist."""
+        rows = await self._read_all(
+            "SELECT album_id, min(id) AS photo_id FROM photos WHERE thumbnail_status = 'complete' GROUP BY album_id"
+        )
+        return {r["album_id"]: r["photo_id"] for r in rows}
+
+    async def delete_album(
+        self, album_id: int, remove_files: Callable[[list[int], list[tuple[str, str]]], Awaitable[None]]
+    ) -> bool:
+        """Delete an album, its photos and jobs; then, still holding the write lock, remove their files.
+
+        `remove_files(photo_ids, orphaned_originals)` gets the deleted photo ids and the (sha256, format) of originals
+        that no photo references any more. Holding the lock keeps a concurrent upload of the same bytes from
+        staging a file that is about to be unlinked.
+        """
+        return await self._delete_photos_where("album_id = ?", (album_id,), remove_files, album_id=album_id)
+
+    async def delete_photo(
+        self, photo_id: int, remove_files: Callable[[list[int], list[tuple[str, str]]], Awaitable[None]]
+    ) -> bool:
+        return await self._delete_photos_where("id = ?", (photo_id,), remove_files)
+
+    async def _delete_photos_where(self, where: str, params: Sequence, remove_files, album_id: int | None = None) -> bool:
+        async with self._write_lock:
+            async with self._transaction_unlocked() as tx:
+                async with tx.execute(f"SELECT id, sha256, format FROM photos WHERE {where}", params) as cur:
+                    doomed = list(await cur.fetchall())
+                if album_id is not None:
+                    async with tx.execute("DELETE FROM albums WHERE id = ? RETURNING id", (album_id,)) as cur:
+                        found = await cur.fetchone() is not None
+                else:
+                    await tx.execute(f"DELETE FROM photos WHERE {where}", params)
+                    found = bool(doomed)
+                orphans = []
+                for sha256, fmt in {(r["sha256"], r["format"]) for r in doomed}:
+                    if not await self._sha256_referenced(tx, sha256):
+                        orphans.append((sha256, fmt))
+            await remove_files([r["id"] for r in doomed], orphans)
+        return found
+
+    # -- photos ------------------------------------------------------------------------------------------------
+
+    async def stage_files(self, staged: Sequence[tuple[str, str]], now: float) -> list[int]:
+        """Record (path, sha256) of originals about to be renamed into the store, before the rename."""
+        ids = []
+        async with self.transaction() as tx:
+            for path, sha256 in staged:
+                async with tx.execute(
+                    "INSERT INTO staged_files (path, sha256, created_at) VALUES (?, ?, ?) RETURNING id",
+                    (path, sha256, now),
+                ) as cur:
+                    ids.append((await cur.fetchone())[0])
+        return ids
+
+    async def insert_photos(
+        self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int], now: float, max_attempts: int
+    ) -> list[tuple[int | None, int | None]]:
+        """Insert photos and their two jobs in one transaction; the staged rows go in the same commit.
+
+        Returns, per photo, (new photo id, None) or (None, id of the photo in this album with the same bytes).
+        Raises LookupError when the album no longer exists.
+        """
+        results: list[tuple[int | None, int | None]] = []
+        async with self.transaction() as tx:
+            if not await self._scalar(tx, "SELECT EXISTS(SELECT 1 FROM albums WHERE id = ?)", (album_id,)):
+                raise LookupError(album_id)
+            for photo in photos:
+                existing = await self._scalar(
+                    tx, "SELECT id FROM photos WHERE album_id = ? AND sha256 = ?", (album_id, photo.sha256)
+                )
+                if existing is not None:
+                    results.append((None, existing))
+                    continue
+                async with tx.execute(
+                    """INSERT INTO photos (album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                                           taken_at, exif, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                    (album_id, photo.filename, photo.sha256, photo.size_bytes, photo.width, photo.height, photo.format,
+                     photo.content_type, photo.taken_at, json.dumps(photo.exif, ensure_ascii=False), now),
+                ) as cur:
+                    photo_id = (await cur.fetchone())[0]
+                await tx.executemany(
+                    """INSERT INTO jobs (photo_id, kind, priority, max_attempts, run_at, created_at, updated_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    [(photo_id, str(kind), PRIORITY[kind], max_attempts, now, now, now) for kind in JobKind],
+                )
+                results.append((photo_id, None))
+            await tx.executemany("DELETE FROM staged_files WHERE id = ?", [(i,) for i in staged_ids])
+        return results
+
+    async def unstage(
+        self, staged_ids: Sequence[int] | None, remove_files: Callable[[list[str]], Awaitable[None]]
+    ) -> None:
+        """Forget staged rows (all of them when `staged_ids` is None, as at start-up) and, holding the write lock,
+        remove their files unless a photo or another upload in flight still references the same bytes."""
+        async with self._write_lock:
+            async with self._transaction_unlocked() as tx:
+                if staged_ids is None:
+                    async with tx.execute("DELETE FROM staged_files RETURNING path, sha256") as cur:
+                        rows = list(await cur.fetchall())
+                else:
+                    rows = []
+                    for staged_id in staged_ids:
+                        async with tx.execute(
+                            "DELETE FROM staged_files WHERE id = ? RETURNING path, sha256", (staged_id,)
+                        ) as cur:
+                            rows.extend(await cur.fetchall())
+                unreferenced = []
+                for path, sha256 in {(r["path"], r["sha256"]) for r in rows}:
+                    if not await self._sha256_referenced(tx, sha256):
+                        unreferenced.append(path)
+            await remove_files(unreferenced)
+
+    async def _sha256_referenced(self, tx, sha256: str) -> bool:
+        return bool(
+            await self._scalar(
+                tx,
+                "SELECT EXISTS(SELECT 1 FROM photos WHERE sha256 = ?) OR "
+                "EXISTS(SELECT 1 FROM staged_files WHERE sha256 = ?)",
+                (sha256, sha256),
+            )
+        )
+
+    async def get_photo(self, photo_id: int) -> Photo | None:
+        row = await self._read_one(PHOTO_SELECT + " WHERE p.id = ?", (photo_id,))
+        return _photo(row) if row else None
+
+    async def list_photos(self, album_id: int, status: Status | None, limit: int, after: int) -> list[Photo]:
+        sql = PHOTO_SELECT + " WHERE p.album_id = ? AND p.id > ?"
+        params: list = [album_id, after]
+        if status is not None:
+            sql += " AND p.processing_status = ?"
+            params.append(str(status))
+        sql += " ORDER BY p.id LIMIT ?"
+        params.append(limit)
+        return [_photo(r) for r in await self._read_all(sql, params)]
+
+    async def photo_outputs(self, photo_id: int) -> dict[str, OutputFile]:
+        rows = await self._read_all(
+            "SELECT name, width, height, size_bytes FROM outputs WHERE photo_id = ?", (photo_id,)
+        )
+        return {r["name"]: OutputFile(r["name"], r["width"], r["height"], r["size_bytes"]) for r in rows}
+
+    async def photo_attempts(self, photo_id: int) -> list[Attempt]:
+        rows = await self._read_all(
+            "SELECT job_id, kind, attempt, started_at, finished_at, outcome, error, retry_at "
+            "FROM job_attempts WHERE photo_id = ? ORDER BY id",
+            (photo_id,),
+        )
+        return [Attempt(**dict(r)) for r in rows]
+
+    async def stats(self, album_id: int | None = None) -> Stats:
+        if album_id is None:
+            rows = await self._read_all("SELECT processing_status AS s, count(*) AS n FROM photos GROUP BY 1")
+        else:
+            rows = await self._read_all(
+                "SELECT processing_status AS s, count(*) AS n FROM photos WHERE album_id = ? GROUP BY 1", (album_id,)
+            )
+        return Stats(**{r["s"]: r["n"] for r in rows})
+
+    # -- jobs --------------------------------------------------------------------------------------------------
+
+    async def unfinished_job_count(self) -> int:
+        return await self._scalar(self._reader, f"SELECT count(*) FROM jobs WHERE status IN {UNFINISHED}")
+
+    async def album_has_unfinished_jobs(self, album_id: int) -> bool:
+        return bool(
+            await self._scalar(
+                self._reader,
+                f"""SELECT EXISTS(SELECT 1 FROM jobs j JOIN photos p ON p.id = j.photo_id
+                                  WHERE p.album_id = ? AND j.status IN {UNFINISHED})""",
+                (album_id,),
+            )
+        )
+
+    async def next_run_at(self) -> float | None:
+        return await self._scalar(self._reader, "SELECT min(run_at) FROM jobs WHERE status = 'pending'")
+
+    async def claim_jobs(self, now: float, lease_until: float, limit: int) -> tuple[list[ClaimedJob], list[PhotoState]]:
+        """Lease up to `limit` runnable jobs in priority order, in one transaction."""
+        claimed: list[ClaimedJob] = []
+        states: list[PhotoState] = []
+        async with self.transaction() as tx:
+            async with tx.execute(
+                f"""UPDATE jobs SET status = 'processing', attempts = attempts + 1, lease_expires_at = ?, updated_at = ?
+                    WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= ?
+                                 ORDER BY priority, run_at, id LIMIT ?)
+                    RETURNING {JOB_COLUMNS}""",
+                (lease_until, now, now, limit),
+            ) as cur:
+                jobs = sorted((_job(r) for r in await cur.fetchall()), key=lambda j: (j.priority, j.run_at, j.id))
+            for job in jobs:
+                async with tx.execute(
+                    f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = 'processing' WHERE id = ?
+                        RETURNING {PHOTO_STATE_COLUMNS}, sha256, format""",
+                    (job.photo_id,),
+                ) as cur:
+                    row = await cur.fetchone()
+                claimed.append(ClaimedJob(job=job, album_id=row["album_id"], sha256=row["sha256"], format=row["format"]))
+                states.append(_photo_state(row))
+            await tx.executemany(
+                "INSERT INTO job_attempts (photo_id, job_id, kind, attempt, started_at) VALUES (?, ?, ?, ?, ?)",
+                [(j.photo_id, j.id, str(j.kind), j.attempts, now) for j in jobs],
+            )
+        return claimed, states
+
+    async def renew_leases(self, leases: Sequence[tuple[int, int]], lease_until: float) -> None:
+        """Extend the lease of each (job id, attempt) still held."""
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempts = ? AND status = 'processing'",
+                [(lease_until, job_id, attempt) for job_id, attempt in leases],
+            )
+
+    async def complete_job(
+        self, job: Job, outputs: Sequence[OutputFile], now: float
+    ) -> PhotoState | None:
+        """Mark a leased job done and record its outputs. None when the lease was lost or the photo deleted."""
+        async with self.transaction() as tx:
+            if not await self._finish_leased_job(tx, job, "complete", None, None, now):
+                return None
+            await tx.executemany(
+                """INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(photo_id, name) DO UPDATE SET width = excluded.width, height = excluded.height,
+                       size_bytes = excluded.size_bytes, created_at = excluded.created_at""",
+                [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now) for o in outputs],
+            )
+            async with tx.execute(
+                f"UPDATE photos SET {KIND_COLUMN[job.kind]} = 'complete' WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}",
+                (job.photo_id,),
+            ) as cur:
+                row = await cur.fetchone()
+            if row["processing_status"] == Status.COMPLETE:
+                await tx.execute("UPDATE photos SET completed_at = ? WHERE id = ?", (now, job.photo_id))
+            return _photo_state(row)
+
+    async def fail_job(
+        self, job: Job, error: str, retry_at: float | None, now: float
+    ) -> PhotoState | None:
+        """A leased job's attempt failed: back to pending until `retry_at`, or dead-lettered when retry_at is None."""
+        async with self.transaction() as tx:
+            outcome = "retry" if retry_at is not None else "failed"
+            if not await self._finish_leased_job(tx, job, outcome, error, retry_at, now):
+                return None
+            status = Status.PENDING if retry_at is not None else Status.FAILED
+            async with tx.execute(
+                f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = ?,
+                        error = CASE WHEN ? = 'failed' THEN ? ELSE error END
+                    WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
+                (str(status), str(status), error, job.photo_id),
+            ) as cur:
+                return _photo_state(await cur.fetchone())
+
+    async def release_job(self, job: Job, now: float) -> PhotoState | None:
+        """Give back a job interrupted by shutdown: runnable at once, its attempt refunded."""
+        async with self.transaction() as tx:
+            if not await self._finish_leased_job(tx, job, "interrupted", None, now, now, refund=True):
+                return None
+            async with tx.execute(
+                f"UPDATE photos SET {KIND_COLUMN[job.kind]} = 'pending' WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}",
+                (job.photo_id,),
+            ) as cur:
+                return _photo_state(await cur.fetchone())
+
+    async def _finish_leased_job(self, tx, job: Job, outcome: str, error, run_at, now, refund: bool = False) -> bool:
+        status = {"complete": "complete", "failed": "failed"}.get(outcome, "pending")
+        async with tx.execute(
+            """UPDATE jobs SET status = ?, lease_expires_at = NULL, last_error = ?, updated_at = ?,
+                   run_at = coalesce(?, run_at), attempts = attempts - ?
+               WHERE id = ? AND attempts = ? AND status = 'processing' RETURNING id""",
+            (status, error, now, run_at, 1 if refund else 0, job.id, job.attempts),
+        ) as cur:
+            if await cur.fetchone() is None:
+                return False
+        await tx.execute(
+            """UPDATE job_attempts SET finished_at = ?, outcome = ?, error = ?, retry_at = ?
+               WHERE job_id = ? AND attempt = ? AND outcome IS NULL""",
+            (now, outcome, error, run_at if outcome == "retry" else None, job.id, job.attempts),
+        )
+        return True
+
+    async def reclaim_orphans(self, now: float) -> int:
+        """At start-up every job still marked processing belongs to a run that died: make it runnable now.
+
+        The interrupted attempt is refunded: a crash of the whole service is not the photo's fault.
+        """
+        async with self.transaction() as tx:
+            async with tx.execute(
+                """UPDATE jobs SET status = 'pending', lease_expires_at = NULL, run_at = ?, updated_at = ?,
+                       attempts = max(attempts - 1, 0)
+                   WHERE status = 'processing' RETURNING id""",
+                (now, now),
+            ) as cur:
+                count = len(await cur.fetchall())
+            await tx.execute(
+                "UPDATE job_attempts SET finished_at = ?, outcome = 'interrupted' WHERE outcome IS NULL", (now,)
+            )
+            for column in KIND_COLUMN.values():
+                await tx.execute(f"UPDATE photos SET {column} = 'pending' WHERE {column} = 'processing'")
+        return count
+
+    async def expired_leases(self, now: float) -> list[Job]:
+        rows = await self._read_all(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'processing' AND lease_expires_at < ?", (now,)
+        )
+        return [_job(r) for r in rows]
+
+    async def retry_photo(self, photo_id: int, now: float, max_attempts: int) -> PhotoState | None:
+        """Queue again every failed part of a photo with fresh attempts. None when nothing of it has failed."""
+        async with self.transaction() as tx:
+            async with tx.execute(
+                "SELECT thumbnail_status, variant_status FROM photos WHERE id = ?", (photo_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            failed_kinds = [k for k, col in KIND_COLUMN.items() if row[col] == Status.FAILED]
+            if not failed_kinds:
+                return None
+            await self._requeue(tx, [(photo_id, k) for k in failed_kinds], now, max_attempts)
+            async with tx.execute(
+                f"""UPDATE photos SET
+                        thumbnail_status = CASE WHEN thumbnail_status = 'failed' THEN 'pending' ELSE thumbnail_status END,
+                        variant_status = CASE WHEN variant_status = 'failed' THEN 'pending' ELSE variant_status END,
+                        error = NULL
+                    WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
+                (photo_id,),
+            ) as cur:
+                return _photo_state(await cur.fetchone())
+
+    async def retry_all_failed(self, now: float, max_attempts: int) -> tuple[int, list[PhotoState]]:
+        async with self.transaction() as tx:
+            async with tx.execute(
+                "SELECT id, thumbnail_status, variant_status FROM photos WHERE processing_status = 'failed'"
+            ) as cur:
+                rows = list(await cur.fetchall())
+            parts = [(r["id"], k) for r in rows for k, col in KIND_COLUMN.items() if r[col] == Status.FAILED]
+            await self._requeue(tx, parts, now, max_attempts)
+            async with tx.execute(
+                f"""UPDATE photos SET
+                        thumbnail_status = CASE WHEN thumbnail_status = 'failed' THEN 'pending' ELSE thumbnail_status END,
+                        variant_status = CASE WHEN variant_status = 'failed' THEN 'pending' ELSE variant_status END,
+                        error = NULL
+                    WHERE processing_status = 'failed' RETURNING {PHOTO_STATE_COLUMNS}"""
+            ) as cur:
+                states = [_photo_state(r) for r in await cur.fetchall()]
+        return len(parts), states
+
+    @staticmethod
+    async def _requeue(tx, parts: Sequence[tuple[int, JobKind]], now: float, max_attempts: int) -> None:
+        # An upsert: the job row may have been cleared from the dead letter while its photo stayed failed.
+        await tx.executemany(
+            """INSERT INTO jobs (photo_id, kind, priority, max_attempts, run_at, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(photo_id, kind) DO UPDATE SET status = 'pending', attempts = 0,
+                   max_attempts = excluded.max_attempts, run_at = excluded.run_at, lease_expires_at = NULL,
+                   last_error = NULL, updated_at = excluded.updated_at""",
+            [(photo_id, str(kind), PRIORITY[kind], max_attempts, now, now, now) for photo_id, kind in parts],
+        )
+
+    async def clear_failed_jobs(self) -> int:
+        async with self.transaction() as tx:
+            async with tx.execute("DELETE FROM jobs WHERE status = 'failed' RETURNING id") as cur:
+                return len(await cur.fetchall())
+
+    async def job_counts(self) -> dict[str, int]:
+        rows = await self._read_all("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+        counts = {str(s): 0 for s in Status}
+        counts.update({r["status"]: r["n"] for r in rows})
+        return counts
+
+    async def oldest_unfinished_job_created_at(self) -> float | None:
+        return await self._scalar(self._reader, f"SELECT min(created_at) FROM jobs WHERE status IN {UNFINISHED}")
+
+    async def list_jobs(self, status: Status | None, limit: int) -> list[Job]:
+        if status is None:
+            rows = await self._read_all(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE status != 'complete' ORDER BY "
+                "CASE status WHEN 'processing' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, priority, run_at, id LIMIT ?",
+                (limit,),
+            )
+        else:
+            rows = await self._read_all(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY priority, run_at, id LIMIT ?",
+                (str(status), limit),
+            )
+        return [_job(r) for r in rows]

@@ -1,0 +1,281 @@
+"""Receiving uploads: stream each multipart part to a temp file while hashing it, enforce the limits as the bytes
+arrive, sniff and probe the header (no decode), store the original content-addressed, and create photo + jobs.
+
+Request-level failures (too many files, a full disk, a broken body) store nothing at all; part-level failures
+(too large, not an image, corrupt) reject that part only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+from aiohttp import BodyPartReader, MultipartReader
+
+from . import imaging
+from .config import Settings
+from .errors import (
+    BadRequest,
+    Conflict,
+    InsufficientStorage,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    PhotoqError,
+    UnsupportedMedia,
+)
+from .models import NewPhoto
+from .queue import JobQueue
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 256 * 1024
+DISK_CHECK_EVERY_BYTES = 16 * 1024 * 1024
+MAX_FILENAME_CHARS = 255
+NOT_AN_IMAGE = "The file is not a supported image (JPEG, PNG, WebP, GIF or TIFF)."
+# Bidirectional overrides and isolates can make "gpj.exe" display as "exe.jpg".
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+@dataclass
+class Rejection:
+    status: int
+    code: str
+    message: str
+
+
+@dataclass
+class Received:
+    temp: Path
+    sha256: str
+    size: int
+    probe: imaging.Probe
+
+
+def display_filename(raw: str | None) -> str:
+    """A client's filename made safe to show: last path component, no control or bidi characters, bounded."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(
+        c for c in name if c not in BIDI_CONTROLS and unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co")
+    ).strip()
+    if name in ("", ".", ".."):
+        name = "upload"
+    return name[:MAX_FILENAME_CHARS]
+
+
+def rejection_for(exc: imaging.ImageError) -> Rejection:
+    if isinstance(exc, imaging.TooManyPixels):
+        return Rejection(413, exc.code, str(exc))
+    if isinstance(exc, imaging.UnsupportedImage):
+        return Rejection(415, exc.code, str(exc))
+    return Rejection(400, exc.code, str(exc))
+
+
+class Ingest:
+    def __init__(self, queue: JobQueue, storage: Storage, settings: Settings):
+        self.queue = queue
+        self.db = queue.db
+        self.storage = storage
+        self.settings = settings
+        self.limits = settings.upload
+
+    async def check_can_accept(self, album_id: int, content_length: int | None) -> None:
+        """Everything decided before a byte of the body is read."""
+        if await self.db.get_album(album_id) is None:
+            raise NotFound("There is no album with that id.")
+        if content_length is not None and content_length > self.limits.max_request_bytes:
+            raise PayloadTooLarge(
+                f"The request is larger than the {self.limits.max_request_bytes} bytes this server accepts at once.",
+                code="request_too_large",
+            )
+        if self.limits.block_while_processing and await self.db.album_has_unfinished_jobs(album_id):
+            raise Conflict("This album is still processing earlier uploads; try again when it is done.",
+                           code="album_busy")
+        if not await self.queue.has_room():
+            raise Overloaded("The processing queue is full; try again in a minute.", headers={"Retry-After": "60"})
+        self._check_disk(content_length or 0)
+
+    def _check_disk(self, incoming: int) -> None:
+        if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:
+            raise InsufficientStorage("The server's disk is nearly full, so the upload was not accepted.")
+
+    async def receive(self, reader: MultipartReader, album_id: int) -> tuple[int, dict]:
+        """Read every part, then store and queue what was accepted. Returns (HTTP status, response body)."""
+        entries: list[dict] = []
+        received: dict[int, Received] = {}  # index in entries -> the file
+        self._bytes_read = 0
+        try:
+            part_count = 0
+            while True:
+                part = await self._next_part(reader)
+                if part is None:
+                    break
+                part_count += 1
+                if part_count > self.limits.max_files_per_request:
+                    raise PayloadTooLarge(
+                        f"At most {self.limits.max_files_per_request} files can be sent in one request.",
+                        code="too_many_files",
+                    )
+                outcome = await self._receive_part(part)
+                filename = display_filename(part.filename if isinstance(part, BodyPartReader) else None)
+                if isinstance(outcome, Rejection):
+                    entries.append({"filename": filename, "status": "rejected", "error": outcome.code,
+                                    "message": outcome.message, "_status": outcome.status})
+                else:
+                    received[len(entries)] = outcome
+                    entries.append({"filename": filename})
+            if not entries:
+                raise BadRequest("The request has no file parts; send one or more parts named 'file'.",
+                                 code="no_files")
+            if received:
+                await self._store_and_queue(album_id, entries, received)
+        finally:
+            await self.storage.remove_uploads(r.temp for r in received.values())
+        return self._response(entries)
+
+    async def _next_part(self, reader: MultipartReader):
+        try:
+            return await reader.next()
+        except (ValueError, AssertionError, KeyError) as exc:
+            raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
+
+    async def _receive_part(self, part) -> Received | Rejection:
+        if not isinstance(part, BodyPartReader):
+            await self._drain(part)
+            return Rejection(400, "bad_multipart", "Nested multipart bodies are not accepted.")
+        if part.name != "file":
+            await self._drain(part)
+            return Rejection(400, "unexpected_field", "Only parts named 'file' are accepted.")
+        if not part.filename:
+            await self._drain(part)
+            return Rejection(400, "missing_filename", "Each file part needs a filename.")
+        temp = self.storage.new_upload_path()
+        keep = False
+        try:
+            outcome = await self._stream_to_file(part, temp)
+            if isinstance(outcome, Rejection):
+                return outcome
+            sha256, size = outcome
+            try:
+                probe = await asyncio.to_thread(imaging.probe, str(temp), self.limits.max_pixels)
+            except imaging.ImageError as exc:
+                return rejection_for(exc)
+            keep = True
+            return Received(temp, sha256, size, probe)
+        finally:
+            if not keep:
+                await self.storage.remove_uploads([temp])
+
+    async def _stream_to_file(self, part: BodyPartReader, temp: Path) -> tuple[str, int] | Rejection:
+        hasher = hashlib.sha256()
+        size = 0
+        head = b""
+        next_disk_check = DISK_CHECK_EVERY_BYTES
+        try:
+            async with aiofiles.open(temp, "wb") as out:
+                while chunk := await self._read_chunk(part):
+                    size += len(chunk)
+                    if size > self.limits.max_file_bytes:
+                        await self._drain(part)
+                        return Rejection(413, "too_large",
+                                         f"The file is larger than the {self.limits.max_file_bytes} bytes allowed.")
+                    if len(head) < imaging.SNIFF_BYTES:
+                        head += chunk[: imaging.SNIFF_BYTES - len(head)]
+                        if len(head) >= imaging.SNIFF_BYTES and imaging.sniff(head) is None:
+                            await self._drain(part)
+                            return Rejection(415, "unsupported_media_type", NOT_AN_IMAGE)
+                    hasher.update(chunk)
+                    await out.write(chunk)
+                    if size >= next_disk_check:
+                        next_disk_check += DISK_CHECK_EVERY_BYTES
+                        self._check_disk(0)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage("The server's disk filled up during the upload; nothing was stored.") from None
+            raise
+        if size == 0:
+            return Rejection(400, "empty_file", "The file is empty.")
+        return hasher.hexdigest(), size
+
+    async def _read_chunk(self, part) -> bytes:
+        chunk = await part.read_chunk(CHUNK_BYTES)
+        self._bytes_read += len(chunk)
+        if self._bytes_read > self.limits.max_request_bytes:
+            raise PayloadTooLarge(
+                f"The request is larger than the {self.limits.max_request_bytes} bytes this server accepts at once.",
+                code="request_too_large",
+            )
+        return chunk
+
+    async def _drain(self, part) -> None:
+        if isinstance(part, MultipartReader):
+            while (inner := await self._next_part(part)) is not None:
+                await self._drain(inner)
+            return
+        while await self._read_chunk(part):
+            pass
+
+    async def _store_and_queue(self, album_id: int, entries: list[dict], received: dict[int, Received]) -> None:
+        first_index_of: dict[str, int] = {}
+        for index, item in received.items():
+            first_index_of.setdefault(item.sha256, index)
+        unique = {index: received[index] for index in first_index_of.values()}
+        relpaths = {i: self.storage.original_relpath(r.sha256, r.probe.format) for i, r in unique.items()}
+
+        staged_ids = await self.db.stage_files([(relpaths[i], unique[i].sha256) for i in unique], self.queue.clock())
+        try:
+            for index, item in unique.items():
+                try:
+                    await self.storage.store_original(item.temp, relpaths[index])
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise InsufficientStorage(
+                            "The server's disk filled up during the upload; nothing was stored.") from None
+                    raise
+            photos = [self._new_photo(entries[i]["filename"], item) for i, item in unique.items()]
+            try:
+                results = await self.queue.add_photos(album_id, photos, staged_ids)
+            except LookupError:
+                raise NotFound("The album was deleted during the upload.") from None
+        except BaseException:
+            await self.db.unstage(staged_ids, self.storage.remove_relpaths)
+            raise
+
+        photo_id_of: dict[str, int] = {}
+        for (index, item), (photo_id, duplicate_of) in zip(unique.items(), results):
+            if photo_id is not None:
+                entries[index].update(status="pending", id=photo_id)
+                photo_id_of[item.sha256] = photo_id
+            else:
+                entries[index].update(status="duplicate", duplicate_of=duplicate_of)
+                photo_id_of[item.sha256] = duplicate_of
+        for index, item in received.items():
+            if index not in unique:
+                entries[index].update(status="duplicate", duplicate_of=photo_id_of[item.sha256])
+
+    @staticmethod
+    def _new_photo(filename: str, item: Received) -> NewPhoto:
+        p = item.probe
+        return NewPhoto(
+            filename=filename, sha256=item.sha256, size_bytes=item.size, width=p.width, height=p.height,
+            format=p.format, content_type=p.content_type, taken_at=p.taken_at, exif=p.exif,
+        )
+
+    @staticmethod
+    def _response(entries: list[dict]) -> tuple[int, dict]:
+        accepted = sum(1 for e in entries if e["status"] == "pending")
+        rejected_statuses = [e.pop("_status") for e in entries if e["status"] == "rejected"]
+        body = {"accepted": accepted, "rejected": len(rejected_statuses), "photos": entries}
+        if accepted:
+            return 202, body
+        if len(rejected_statuses) == len(entries):
+            statuses = set(rejected_statuses)
+            return (statuses.pop() if len(statuses) == 1 else 400), body
+        return 200, body  # nothing new, but nothing refused: every file was already in the album

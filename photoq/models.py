@@ -1,0 +1,170 @@
+"""Rows as frozen dataclasses and statuses as str enums: the shapes that cross the database boundary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class JobKind(StrEnum):
+    THUMBNAIL = "thumbnail"
+    VARIANT = "variant"
+
+
+# Lower runs first: every thumbnail in the queue before any display variant.
+PRIORITY = {JobKind.THUMBNAIL: 0, JobKind.VARIANT: 10}
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix seconds -> ISO 8601 UTC string (the API's time format)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Album:
+    id: int
+    name: str
+    created_at: float
+    photo_count: int = 0
+    processing: bool = False
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    album_id: int
+    filename: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    content_type: str
+    taken_at: str | None
+    exif_json: str
+    processing_status: Status
+    thumbnail_status: Status
+    variant_status: Status
+    error: str | None
+    created_at: float
+    completed_at: float | None
+    attempts: int = 0
+    last_attempt: float | None = None
+
+    @property
+    def exif(self) -> dict:
+        return json.loads(self.exif_json or "{}")
+
+
+@dataclass(frozen=True)
+class PhotoState:
+    """What an SSE `photo` event says about a photo."""
+
+    id: int
+    album_id: int
+    processing_status: Status
+    thumbnail_status: Status
+    variant_status: Status
+    error: str | None
+
+    def as_event(self) -> dict:
+        return {
+            "id": self.id,
+            "album_id": self.album_id,
+            "processing_status": str(self.processing_status),
+            "thumbnail_status": str(self.thumbnail_status),
+            "variant_status": str(self.variant_status),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    photo_id: int
+    kind: JobKind
+    priority: int
+    status: Status
+    attempts: int
+    max_attempts: int
+    run_at: float
+    lease_expires_at: float | None
+    last_error: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job leased to a worker, with what the worker needs to find the photo's files."""
+
+    job: Job
+    album_id: int
+    sha256: str
+    format: str
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    name: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Attempt:
+    job_id: int
+    kind: str
+    attempt: int
+    started_at: float
+    finished_at: float | None
+    outcome: str | None
+    error: str | None
+    retry_at: float | None
+
+
+@dataclass(frozen=True)
+class NewPhoto:
+    """An upload that is stored and probed, ready for its row and jobs."""
+
+    filename: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    content_type: str
+    taken_at: str | None
+    exif: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stats:
+    pending: int = 0
+    processing: int = 0
+    complete: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.processing + self.complete + self.failed
+
+    def as_dict(self) -> dict:
+        return {
+            "pending": self.pending,
+            "processing": self.processing,
+            "complete": self.complete,
+            "failed": self.failed,
+            "total": self.total,
+        }

@@ -1,0 +1,259 @@
+"""The queue's rules: claiming, leases, retries with backoff, the dead letter, pause, and the circuit breaker.
+
+All SQL is in db.py; this module decides what happens and publishes an event after each commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .config import QueueSettings
+from .db import Database
+from .events import Broadcaster
+from .models import ClaimedJob, Job, NewPhoto, OutputFile, PhotoState, Status, iso
+
+log = logging.getLogger(__name__)
+
+PAUSED_SETTING = "queue.paused"
+IDLE_RECHECK_SECONDS = 30.0  # an idle worker looks again at least this often (e.g. after `photoq retry-failed`)
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive system failures (full disk, broken pool...) and stays open for
+    `cooldown` seconds, so one broken disk does not burn every queued job's attempts. After the cooldown one
+    job is let through (half-open): success closes the breaker, another failure opens it again."""
+
+    def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self.consecutive_failures = 0
+        self._open_until: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self._open_until is None:
+            return "closed"
+        return "open" if self._clock() < self._open_until else "half_open"
+
+    def seconds_until_closed(self) -> float:
+        return max(0.0, self._open_until - self._clock()) if self._open_until is not None else 0.0
+
+    def allows_claims(self) -> bool:
+        return self.state != "open"
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+        self._open_until = None
+        self.last_error = None
+
+    def record_system_failure(self, error: str) -> bool:
+        """Count a failure; True when this opened the breaker."""
+        self.consecutive_failures += 1
+        self.last_error = error
+        if self.state == "half_open" or self.consecutive_failures >= self.threshold:
+            self._open_until = self._clock() + self.cooldown
+            return True
+        return False
+
+    def as_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "consecutive_failures": self.consecutive_failures,
+            "threshold": self.threshold,
+            "retry_in_seconds": round(self.seconds_until_closed(), 1),
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: float
+    cap: float
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Exponential backoff with full jitter: uniform over [0, min(cap, base * 2^(attempt-1))]."""
+        return rng() * min(self.cap, self.base * 2 ** max(attempt - 1, 0))
+
+
+class JobQueue:
+    def __init__(self, db: Database, events: Broadcaster, settings: QueueSettings,
+                 clock: Callable[[], float] = time.time):
+        self.db = db
+        self.events = events
+        self.settings = settings
+        self.clock = clock
+        self.backoff = Backoff(settings.backoff_base_seconds, settings.backoff_max_seconds)
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds)
+        self.paused = False
+        self._changed = asyncio.Event()
+
+    async def start(self) -> int:
+        """Load the pause switch and make the last run's orphaned jobs runnable. Returns how many were reclaimed."""
+        self.paused = await self.db.get_setting(PAUSED_SETTING) == "1"
+        reclaimed = await self.db.reclaim_orphans(self.clock())
+        if reclaimed:
+            log.info("reclaimed %d job(s) interrupted by the last shutdown or crash", reclaimed)
+        self.events.stats_changed()
+        return reclaimed
+
+    # -- waking workers ----------------------------------------------------------------------------------------
+
+    def change_marker(self) -> asyncio.Event:
+        """Take this before looking for work; it is set by the next change that may make work runnable."""
+        return self._changed
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for_work(self, marker: asyncio.Event) -> None:
+        timeout = IDLE_RECHECK_SECONDS
+        if not self.paused:
+            if not self.breaker.allows_claims():
+                timeout = min(timeout, self.breaker.seconds_until_closed())
+            next_run = await self.db.next_run_at()
+            if next_run is not None:
+                timeout = min(timeout, max(0.0, next_run - self.clock()))
+        try:
+            await asyncio.wait_for(marker.wait(), timeout + 0.01)
+        except TimeoutError:
+            pass
+
+    # -- producing ---------------------------------------------------------------------------------------------
+
+    async def add_photos(self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int]):
+        results = await self.db.insert_photos(album_id, photos, staged_ids, self.clock(), self.settings.max_attempts)
+        new_ids = [photo_id for photo_id, _ in results if photo_id is not None]
+        if new_ids:
+            self.events.publish_photos(
+                {"id": pid, "album_id": album_id, "processing_status": "pending", "thumbnail_status": "pending",
+                 "variant_status": "pending", "error": None}
+                for pid in new_ids
+            )
+            self._notify()
+        return results
+
+    async def has_room(self) -> bool:
+        return await self.db.unfinished_job_count() < self.settings.max_pending
+
+    # -- consuming ---------------------------------------------------------------------------------------------
+
+    def can_claim(self) -> bool:
+        return not self.paused and self.breaker.allows_claims()
+
+    async def claim(self, limit: int = 1) -> list[ClaimedJob]:
+        if not self.can_claim():
+            return []
+        now = self.clock()
+        claimed, states = await self.db.claim_jobs(now, now + self.settings.lease_seconds, limit)
+        self._publish(states)
+        return claimed
+
+    async def renew(self, jobs: Sequence[Job]) -> None:
+        if jobs:
+            await self.db.renew_leases([(j.id, j.attempts) for j in jobs], self.clock() + self.settings.lease_seconds)
+
+    async def complete(self, job: Job, outputs: Sequence[OutputFile]) -> PhotoState | None:
+        self.breaker.record_success()
+        state = await self.db.complete_job(job, outputs, self.clock())
+        self._publish([state])
+        return state
+
+    async def fail(self, job: Job, error: str, system_fault: bool) -> PhotoState | None:
+        """Record a failed attempt: retry later with backoff, or dead-letter after max attempts."""
+        if system_fault and self.breaker.record_system_failure(error):
+            log.error("circuit breaker open for %.0fs after %d consecutive system failures; last: %s",
+                      self.breaker.cooldown, self.breaker.consecutive_failures, error)
+        now = self.clock()
+        retry_at = None
+        if job.attempts < job.max_attempts:
+            retry_at = now + self.backoff.delay(job.attempts)
+        state = await self.db.fail_job(job, error, retry_at, now)
+        if state is not None:
+            if retry_at is None:
+                log.warning("job %d (%s of photo %d) failed for good after %d attempts: %s",
+                            job.id, job.kind, job.photo_id, job.attempts, error)
+            else:
+                log.info("job %d (%s of photo %d) attempt %d failed, retrying in %.1fs: %s",
+                         job.id, job.kind, job.photo_id, job.attempts, retry_at - now, error)
+        self._publish([state])
+        self._notify()
+        return state
+
+    async def release(self, job: Job) -> None:
+        """Hand back a job interrupted by shutdown, attempt refunded."""
+        self._publish([await self.db.release_job(job, self.clock())])
+
+    async def sweep_expired_leases(self) -> int:
+        """A job whose lease ran out (its worker hung while the process lived) counts as a failed attempt."""
+        expired = await self.db.expired_leases(self.clock())
+        for job in expired:
+            await self.fail(job, "The worker stopped responding before the job finished (lease expired).",
+                            system_fault=False)
+        return len(expired)
+
+    # -- operating ---------------------------------------------------------------------------------------------
+
+    async def pause(self) -> None:
+        await self.db.set_setting(PAUSED_SETTING, "1")
+        self.paused = True
+
+    async def resume(self) -> None:
+        await self.db.set_setting(PAUSED_SETTING, "0")
+        self.paused = False
+        self._notify()
+
+    async def retry_photo(self, photo_id: int) -> PhotoState | None:
+        state = await self.db.retry_photo(photo_id, self.clock(), self.settings.max_attempts)
+        if state is not None:
+            self._publish([state])
+            self._notify()
+        return state
+
+    async def retry_all_failed(self) -> int:
+        count, states = await self.db.retry_all_failed(self.clock(), self.settings.max_attempts)
+        self._publish(states)
+        self._notify()
+        return count
+
+    async def clear_failed(self) -> int:
+        return await self.db.clear_failed_jobs()
+
+    async def overview(self, status: Status | None = None, limit: int = 100) -> dict:
+        counts = await self.db.job_counts()
+        oldest = await self.db.oldest_unfinished_job_created_at()
+        jobs = await self.db.list_jobs(status, limit)
+        return {
+            "queue_size": counts["pending"],
+            "processing_count": counts["processing"],
+            "failed_count": counts["failed"],
+            "oldest_job_age_seconds": round(self.clock() - oldest, 1) if oldest is not None else None,
+            "paused": self.paused,
+            "circuit_breaker": self.breaker.as_dict(),
+            "jobs": [job_dict(j) for j in jobs],
+        }
+
+    def _publish(self, states: Sequence[PhotoState | None]) -> None:
+        self.events.publish_photos(s.as_event() for s in states if s is not None)
+
+
+def job_dict(job: Job) -> dict:
+    return {
+        "id": job.id,
+        "photo_id": job.photo_id,
+        "kind": str(job.kind),
+        "status": str(job.status),
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_at": iso(job.run_at),
+        "error": job.last_error,
+        "created_at": iso(job.created_at),
+    }

@@ -1,0 +1,140 @@
+"""Where files live under the data directory, and the few operations on them.
+
+    data/
+      photoq.db                      the database (plus -wal, -shm)
+      token                          the generated admin token (0600)
+      originals/ab/cd/<sha256>.jpg   content-addressed originals
+      variants/<nn>/<photo id>/      a photo's outputs (thumb-150.webp, ...)
+      tmp/                           uploads being received; emptied at start-up
+
+Nothing on disk is ever named by a client. Every write lands under a temporary name first and is renamed into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+from . import imaging
+
+PARTIAL_OUTPUT_SUFFIX = ".tmp"
+
+
+class Storage:
+    def __init__(self, data_dir: Path, fsync: bool = True):
+        self.root = Path(data_dir)
+        self.fsync = fsync
+        self.originals = self.root / "originals"
+        self.variants = self.root / "variants"
+        self.tmp = self.root / "tmp"
+
+    def prepare(self) -> None:
+        for directory in (self.root, self.originals, self.variants, self.tmp):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / "photoq.db"
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / "token"
+
+    # -- names -------------------------------------------------------------------------------------------------
+
+    def original_relpath(self, sha256: str, fmt: str) -> str:
+        return f"originals/{sha256[:2]}/{sha256[2:4]}/{sha256}{imaging.EXTENSIONS[fmt]}"
+
+    def original_path(self, sha256: str, fmt: str) -> Path:
+        return self.root / self.original_relpath(sha256, fmt)
+
+    def variant_dir(self, photo_id: int) -> Path:
+        return self.variants / f"{photo_id % 256:02x}" / str(photo_id)
+
+    def variant_path(self, photo_id: int, output_name: str, fmt: str) -> Path:
+        return self.variant_dir(photo_id) / imaging.output_filename(imaging.OutputSpec(output_name, 1, 1, fmt))
+
+    def new_upload_path(self) -> Path:
+        return self.tmp / f"upload-{uuid.uuid4().hex}.part"
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    # -- blocking operations, each run in a thread by its async wrapper -----------------------------------------
+
+    async def store_original(self, upload: Path, relpath: str) -> None:
+        """Move a fully received upload into the content-addressed store, durably."""
+        await asyncio.to_thread(self._store_original, upload, self.root / relpath)
+
+    def _store_original(self, upload: Path, final: Path) -> None:
+        if self.fsync:
+            fd = os.open(upload, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(upload, final)
+        if self.fsync:
+            fsync_directory(final.parent)
+
+    async def remove_uploads(self, paths: Iterable[Path]) -> None:
+        await asyncio.to_thread(_unlink_all, list(paths))
+
+    async def remove_relpaths(self, relpaths: Iterable[str]) -> None:
+        await asyncio.to_thread(_unlink_all, [self.root / p for p in relpaths])
+
+    async def remove_photo_files(self, photo_ids: Iterable[int], originals: Iterable[tuple[str, str]]) -> None:
+        photo_ids, originals = list(photo_ids), list(originals)
+
+        def remove() -> None:
+            for photo_id in photo_ids:
+                shutil.rmtree(self.variant_dir(photo_id), ignore_errors=True)
+            _unlink_all([self.original_path(sha256, fmt) for sha256, fmt in originals])
+
+        await asyncio.to_thread(remove)
+
+    async def remove_partial_outputs(self, photo_id: int) -> None:
+        """Delete temp files a killed render left in a photo's output folder (before the job runs again)."""
+
+        def remove() -> None:
+            directory = self.variant_dir(photo_id)
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                return
+            _unlink_all([directory / n for n in names if n.endswith(PARTIAL_OUTPUT_SUFFIX)])
+
+        await asyncio.to_thread(remove)
+
+    def sweep_temp(self) -> int:
+        """Start-up: remove every upload a previous run was still receiving. Returns how many."""
+        removed = 0
+        for entry in os.scandir(self.tmp):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed += 1
+            elif entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

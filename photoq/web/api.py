@@ -1,0 +1,309 @@
+"""The JSON API under /api, as written in the HTTP contract."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from ..errors import BadRequest, Conflict, NotFound
+from ..models import Album, Photo, Status, iso
+from ..storage import Storage
+from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
+
+routes = web.RouteTableDef()
+
+MAX_SQLITE_INTEGER = 2**63 - 1
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+MAX_ALBUM_NAME = 200
+
+
+def parse_id(raw: str, what: str = "id") -> int:
+    if not raw.isascii() or not raw.isdigit():
+        raise BadRequest(f"The {what} must be a whole number.", code="bad_id")
+    value = int(raw)
+    if value > MAX_SQLITE_INTEGER:
+        raise NotFound()
+    return value
+
+
+def optional_id_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    return None if raw in (None, "") else parse_id(raw, name)
+
+
+def status_param(request: web.Request) -> Status | None:
+    raw = request.query.get("status")
+    if raw in (None, ""):
+        return None
+    try:
+        return Status(raw)
+    except ValueError:
+        raise BadRequest("status must be one of pending, processing, complete, failed.", code="bad_status") from None
+
+
+async def json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("The request body must be valid JSON.", code="bad_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.", code="bad_json")
+    return body
+
+
+def album_dict(album: Album) -> dict:
+    return {
+        "id": album.id,
+        "name": album.name,
+        "created_at": iso(album.created_at),
+        "photo_count": album.photo_count,
+        "processing": album.processing,
+    }
+
+
+def photo_urls(photo: Photo, output_names) -> dict:
+    base = f"/api/photos/{photo.id}/file?variant="
+    return {"original": base + "original", **{name: base + name for name in output_names}}
+
+
+def photo_dict(photo: Photo, output_names) -> dict:
+    return {
+        "id": photo.id,
+        "album_id": photo.album_id,
+        "filename": photo.filename,
+        "sha256": photo.sha256,
+        "size_bytes": photo.size_bytes,
+        "width": photo.width,
+        "height": photo.height,
+        "content_type": photo.content_type,
+        "taken_at": photo.taken_at,
+        "exif": photo.exif,
+        "processing_status": str(photo.processing_status),
+        "thumbnail_status": str(photo.thumbnail_status),
+        "variant_status": str(photo.variant_status),
+        "attempts": photo.attempts,
+        "error": photo.error,
+        "created_at": iso(photo.created_at),
+        "completed_at": iso(photo.completed_at),
+        "urls": photo_urls(photo, output_names),
+    }
+
+
+async def existing_album(request: web.Request) -> Album:
+    album = await request.app[DB].get_album(parse_id(request.match_info["id"]))
+    if album is None:
+        raise NotFound("There is no album with that id.")
+    return album
+
+
+async def existing_photo(request: web.Request) -> Photo:
+    photo = await request.app[DB].get_photo(parse_id(request.match_info["id"]))
+    if photo is None:
+        raise NotFound("There is no photo with that id.")
+    return photo
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+# -- albums ----------------------------------------------------------------------------------------------------
+
+
+@routes.post("/api/albums")
+async def create_album(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("The album needs a non-empty name.", code="bad_name")
+    name = name.strip()
+    if len(name) > MAX_ALBUM_NAME:
+        raise BadRequest(f"The album name is longer than {MAX_ALBUM_NAME} characters.", code="bad_name")
+    album = await request.app[DB].create_album(name, request.app[QUEUE].clock())
+    request.app[QUEUE].events.stats_changed()
+    return web.json_response({"id": album.id, "name": album.name, "created_at": iso(album.created_at)}, status=201)
+
+
+@routes.get("/api/albums")
+async def list_albums(request: web.Request) -> web.Response:
+    albums = await request.app[DB].list_albums()
+    return web.json_response({"albums": [album_dict(a) for a in albums]})
+
+
+@routes.get("/api/albums/{id}")
+async def get_album(request: web.Request) -> web.Response:
+    album = await existing_album(request)
+    stats = await request.app[DB].stats(album.id)
+    return web.json_response({**album_dict(album), "stats": stats.as_dict()})
+
+
+@routes.delete("/api/albums/{id}")
+async def delete_album(request: web.Request) -> web.Response:
+    storage: Storage = request.app[STORAGE]
+    album_id = parse_id(request.match_info["id"])
+    if not await request.app[DB].delete_album(album_id, storage.remove_photo_files):
+        raise NotFound("There is no album with that id.")
+    request.app[QUEUE].events.stats_changed([None, album_id])
+    return web.Response(status=204)
+
+
+# -- upload ----------------------------------------------------------------------------------------------------
+
+
+@routes.post("/api/albums/{id}/photos")
+async def upload_photos(request: web.Request) -> web.Response:
+    ingest = request.app[INGEST]
+    album_id = parse_id(request.match_info["id"])
+    await ingest.check_can_accept(album_id, request.content_length)
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("Send the files as multipart/form-data, in parts named 'file'.", code="bad_multipart")
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:
+        raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
+    status, body = await ingest.receive(reader, album_id)
+    return web.json_response(body, status=status)
+
+
+# -- photos ----------------------------------------------------------------------------------------------------
+
+
+@routes.get("/api/albums/{id}/photos")
+async def list_photos(request: web.Request) -> web.Response:
+    album = await existing_album(request)
+    status = status_param(request)
+    after = optional_id_param(request, "after") or 0
+    raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.", code="bad_limit")
+    limit = int(raw_limit)
+    photos = await request.app[DB].list_photos(album.id, status, limit + 1, after)
+    names = request.app[CONFIG].output_names
+    page = photos[:limit]
+    return web.json_response({
+        "photos": [photo_dict(p, names) for p in page],
+        "next": str(page[-1].id) if len(photos) > limit else None,
+    })
+
+
+@routes.get("/api/photos/{id}")
+async def get_photo(request: web.Request) -> web.Response:
+    photo = await existing_photo(request)
+    return web.json_response(photo_dict(photo, request.app[CONFIG].output_names))
+
+
+@routes.get("/api/photos/{id}/processing-status")
+async def processing_status(request: web.Request) -> web.Response:
+    photo = await existing_photo(request)
+    return web.json_response({
+        "photo_id": photo.id,
+        "processing_status": str(photo.processing_status),
+        "thumbnail_status": str(photo.thumbnail_status),
+        "variant_status": str(photo.variant_status),
+        "processing_attempts": photo.attempts,
+        "last_attempt": iso(photo.last_attempt),
+        "completed_at": iso(photo.completed_at),
+        "error": photo.error,
+    })
+
+
+@routes.get("/api/photos/{id}/history")
+async def photo_history(request: web.Request) -> web.Response:
+    photo = await existing_photo(request)
+    attempts = await request.app[DB].photo_attempts(photo.id)
+    return web.json_response({"photo_id": photo.id, "attempts": [
+        {"job_id": a.job_id, "kind": a.kind, "attempt": a.attempt, "started_at": iso(a.started_at),
+         "finished_at": iso(a.finished_at), "outcome": a.outcome, "error": a.error, "retry_at": iso(a.retry_at)}
+        for a in attempts
+    ]})
+
+
+@routes.get("/api/photos/{id}/file")
+async def photo_file(request: web.Request) -> web.StreamResponse:
+    photo = await existing_photo(request)
+    settings = request.app[CONFIG]
+    storage = request.app[STORAGE]
+    variant = request.query.get("variant", "original")
+    outputs = {o.name: o for o in settings.outputs}
+    if variant != "original" and variant not in outputs:
+        raise BadRequest(
+            "Unknown variant; use original or one of: " + ", ".join(outputs) + ".", code="unknown_variant"
+        )
+    if variant != "original":
+        ready = await request.app[DB].photo_outputs(photo.id)
+        path = storage.variant_path(photo.id, variant, outputs[variant].format)
+        if variant in ready and path.is_file():
+            return file_response(path, CONTENT_TYPES[outputs[variant].format], cache="private, max-age=86400")
+    path = storage.original_path(photo.sha256, photo.format)
+    if not path.is_file():
+        raise NotFound("The photo's file is missing from storage.", code="file_missing")
+    headers = {"X-Photoq-Fallback": "original"} if variant != "original" else {}
+    cache = "no-cache" if headers else "private, max-age=86400"
+    return file_response(path, photo.content_type, cache=cache, headers=headers)
+
+
+CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
+
+
+def file_response(path, content_type: str, cache: str, headers: dict | None = None) -> web.FileResponse:
+    response = web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": cache,
+                                               "X-Content-Type-Options": "nosniff", **(headers or {})})
+    return response
+
+
+@routes.post("/api/photos/{id}/retry")
+async def retry_photo(request: web.Request) -> web.Response:
+    photo = await existing_photo(request)
+    if await request.app[QUEUE].retry_photo(photo.id) is None:
+        raise Conflict("Nothing of this photo has failed, so there is nothing to retry.", code="nothing_to_retry")
+    refreshed = await request.app[DB].get_photo(photo.id)
+    return web.json_response(photo_dict(refreshed, request.app[CONFIG].output_names), status=202)
+
+
+@routes.delete("/api/photos/{id}")
+async def delete_photo(request: web.Request) -> web.Response:
+    photo_id = parse_id(request.match_info["id"])
+    photo = await request.app[DB].get_photo(photo_id)
+    if photo is None or not await request.app[DB].delete_photo(photo_id, request.app[STORAGE].remove_photo_files):
+        raise NotFound("There is no photo with that id.")
+    request.app[QUEUE].events.stats_changed([None, photo.album_id])
+    return web.Response(status=204)
+
+
+# -- queue -----------------------------------------------------------------------------------------------------
+
+
+@routes.get("/api/stats")
+async def stats(request: web.Request) -> web.Response:
+    album_id = optional_id_param(request, "album_id")
+    return web.json_response((await request.app[DB].stats(album_id)).as_dict())
+
+
+@routes.get("/api/admin/queue")
+async def queue_overview(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[QUEUE].overview(status_param(request)))
+
+
+@routes.post("/api/admin/queue/pause")
+async def pause_queue(request: web.Request) -> web.Response:
+    await request.app[QUEUE].pause()
+    return web.json_response(await request.app[QUEUE].overview())
+
+
+@routes.post("/api/admin/queue/resume")
+async def resume_queue(request: web.Request) -> web.Response:
+    await request.app[QUEUE].resume()
+    return web.json_response(await request.app[QUEUE].overview())
+
+
+@routes.post("/api/admin/queue/retry-failed")
+async def retry_failed(request: web.Request) -> web.Response:
+    return web.json_response({"requeued": await request.app[QUEUE].retry_all_failed()})
+
+
+@routes.delete("/api/admin/queue/failed")
+async def clear_failed(request: web.Request) -> web.Response:
+    return web.json_response({"cleared": await request.app[QUEUE].clear_failed()})

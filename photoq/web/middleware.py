@@ -1,0 +1,136 @@
+"""Middlewares: errors to the contract's JSON, security headers, and authentication with CSRF protection."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from ..errors import Forbidden, PayloadTooLarge, PhotoqError, Unauthorized
+from .keys import AUTH_KIND, CREDENTIALS
+
+log = logging.getLogger("photoq.web")
+
+SESSION_COOKIE = "photoq_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+PUBLIC_PATHS = {"/healthz", "/login", "/favicon.ico"}
+PUBLIC_PREFIXES = ("/static/",)
+
+
+def is_api(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path == "/api" or request.path == "/metrics"
+
+
+def error_response(exc: PhotoqError) -> web.Response:
+    return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status, headers=exc.headers)
+
+
+HTTP_ERROR_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited", 503: "overloaded",
+}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except PhotoqError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not is_api(request):
+            raise
+        if exc.status == 413:
+            return error_response(PayloadTooLarge("The request body is larger than this endpoint accepts."))
+        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        return web.json_response(
+            {"error": HTTP_ERROR_CODES.get(exc.status, "http_error"), "message": f"{message}."},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")},
+        )
+    except (ConnectionResetError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        if not is_api(request):
+            raise
+        return error_response(PhotoqError())
+
+
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    ),
+}
+
+
+@web.middleware
+async def security_headers_middleware(request: web.Request, handler):
+    """Outermost, so that error responses and raised redirects carry the headers too."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        for name, value in SECURITY_HEADERS.items():
+            exc.headers.setdefault(name, value)
+        raise
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.content_type == "text/html":
+        for name, value in PAGE_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    if is_public(request.path):
+        return await handler(request)
+    credentials = request.app[CREDENTIALS]
+    if credentials.token_matches(bearer_token(request)):
+        request[AUTH_KIND] = "bearer"
+        return await handler(request)
+    if credentials.session_matches(request.cookies.get(SESSION_COOKIE)):
+        request[AUTH_KIND] = "session"
+        if request.method not in SAFE_METHODS:
+            await check_csrf(request)
+        return await handler(request)
+    if is_api(request):
+        raise Unauthorized("A valid admin token is required (Authorization: Bearer <token>).")
+    target = request.path_qs if request.method == "GET" else "/"
+    raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
+
+
+async def check_csrf(request: web.Request) -> None:
+    """Cookie-authenticated writes must come from our own pages: same origin, and carrying the CSRF token."""
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        raise_csrf(request)
+    credentials = request.app[CREDENTIALS]
+    candidate = request.headers.get(CSRF_HEADER)
+    if candidate is None and request.content_type == "application/x-www-form-urlencoded":
+        candidate = (await request.post()).get(CSRF_FIELD)
+    if not credentials.csrf_matches(candidate if isinstance(candidate, str) else None):
+        raise_csrf(request)
+
+
+def raise_csrf(request: web.Request) -> None:
+    if is_api(request):
+        raise Forbidden("The request was refused: its CSRF token is missing or wrong. Reload the page and retry.",
+                          code="csrf_failed") from None
+    raise web.HTTPForbidden(text="The form was refused: its CSRF token is missing or wrong. Reload the page and retry.")

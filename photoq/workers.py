@@ -1,0 +1,219 @@
+"""Worker coroutines that claim jobs and hand the image work to a process each.
+
+Every worker owns a one-process executor, so a child that dies (killed, segfault, out of memory) breaks only its
+own worker's job: that job loses one attempt, the executor is rebuilt, and every other worker carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Sequence
+
+from . import imaging
+from .config import Output, Settings
+from .models import ClaimedJob, Job, OutputFile
+from .queue import JobQueue
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def output_specs(outputs: Sequence[Output], settings: Settings) -> list[imaging.OutputSpec]:
+    return [
+        imaging.OutputSpec(
+            name=o.name, width=o.width, height=o.height, format=o.format,
+            quality=settings.processing.quality, method=settings.processing.webp_method,
+        )
+        for o in outputs
+    ]
+
+
+def _process_context():
+    # aiosqlite's thread already exists, so forking the event loop's process is unsafe; a forkserver child is
+    # forked from a clean single-threaded server process that has imported only the imaging code.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["photoq.imaging"])
+    return context
+
+
+class ImageProcess:
+    """A one-process executor that can be rebuilt when its child dies or must be killed."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=_process_context(),
+                initializer=imaging.init_worker,
+                initargs=(self._settings.upload.max_pixels,),
+                max_tasks_per_child=self._settings.processing.max_tasks_per_child,
+            )
+        return self._executor
+
+    async def render(self, source: str, specs: list[imaging.OutputSpec], dest_dir: str) -> list[imaging.OutputResult]:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            self._ensure(), imaging.render, source, specs, dest_dir, self._settings.storage.fsync
+        )
+        return await future
+
+    def child_pids(self) -> list[int]:
+        # ProcessPoolExecutor has no public way to reach its children; killing is the only way to stop a render.
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in processes.values() if p.pid is not None]
+
+    def discard(self, kill: bool) -> None:
+        """Drop the executor (a new one starts with the next job); with `kill`, end its child at once."""
+        pids = self.child_pids() if kill else []
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+class WorkerPool:
+    def __init__(self, queue: JobQueue, storage: Storage, settings: Settings):
+        self.queue = queue
+        self.storage = storage
+        self.settings = settings
+        self.size = settings.processing.workers
+        self._processes = [ImageProcess(settings) for _ in range(self.size)]
+        self._specs = {kind: output_specs(settings.outputs_for(kind), settings) for kind in ("thumbnail", "variant")}
+        self._tasks: list[asyncio.Task] = []
+        self._running: dict[int, Job] = {}  # job id -> the leased job, for lease renewal
+        self._job_tasks: set[asyncio.Task] = set()
+        self._stopping = False
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    def child_pids(self) -> list[int]:
+        return [pid for p in self._processes for pid in p.child_pids()]
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(i), name=f"photoq-worker-{i}") for i in range(self.size)]
+        self._tasks.append(asyncio.create_task(self._keep_leases(), name="photoq-leases"))
+        self._tasks.append(asyncio.create_task(self._sweep_expired(), name="photoq-lease-sweep"))
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming, give running jobs `grace` seconds, then give back what did not finish."""
+        self._stopping = True
+        self.queue._notify()
+        job_tasks = list(self._job_tasks)
+        if job_tasks:
+            log.info("waiting up to %.0fs for %d running job(s) to finish", grace, len(job_tasks))
+            done, pending = await asyncio.wait(job_tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for process in self._processes:
+            process.discard(kill=True)
+
+    async def _work(self, slot: int) -> None:
+        while not self._stopping:
+            marker = self.queue.change_marker()
+            try:
+                claimed = await self.queue.claim(1)
+            except Exception:
+                log.exception("could not claim a job")
+                claimed = []
+                await asyncio.sleep(1)
+            if not claimed:
+                if not self._stopping:
+                    await self.queue.wait_for_work(marker)
+                continue
+            # The job runs in its own task so that shutdown can wait for it without cancelling the claim loop.
+            task = asyncio.create_task(self._run(slot, claimed[0]))
+            self._job_tasks.add(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.done():
+                    raise
+            finally:
+                self._job_tasks.discard(task)
+
+    async def _run(self, slot: int, claimed: ClaimedJob) -> None:
+        job = claimed.job
+        self._running[job.id] = job
+        try:
+            await self._execute(slot, claimed)
+        except asyncio.CancelledError:
+            self._processes[slot].discard(kill=True)
+            await self.queue.release(job)
+            log.info("job %d (%s of photo %d) interrupted by shutdown; it runs again at the next start",
+                     job.id, job.kind, job.photo_id)
+        finally:
+            self._running.pop(job.id, None)
+
+    async def _execute(self, slot: int, claimed: ClaimedJob) -> None:
+        job = claimed.job
+        source = str(self.storage.original_path(claimed.sha256, claimed.format))
+        dest = self.storage.variant_dir(job.photo_id)
+        try:
+            await self.storage.remove_partial_outputs(job.photo_id)
+            results = await self._processes[slot].render(source, self._specs[str(job.kind)], str(dest))
+        except imaging.ImageError as exc:
+            await self.queue.fail(job, str(exc), system_fault=False)
+            return
+        except BrokenProcessPool:
+            self._processes[slot].discard(kill=True)
+            await self.queue.fail(
+                job, "The image process stopped unexpectedly (killed, crashed or out of memory).", system_fault=True
+            )
+            return
+        except FileNotFoundError:
+            await self.queue.fail(job, "The original file is missing from storage.", system_fault=True)
+            return
+        except OSError as exc:
+            await self.queue.fail(job, f"Storage error: {exc.strerror or exc}.", system_fault=True)
+            return
+        except MemoryError:
+            await self.queue.fail(job, "Not enough memory to process this image.", system_fault=True)
+            return
+        except Exception as exc:  # never let one job end a worker
+            log.exception("job %d failed unexpectedly", job.id)
+            await self.queue.fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
+            return
+        outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes) for r in results]
+        if await self.queue.complete(job, outputs) is None:
+            # The photo was deleted (or the job reclaimed) while it ran: what we wrote belongs to nobody.
+            if await self.queue.db.get_photo(job.photo_id) is None:
+                await self.storage.remove_photo_files([job.photo_id], [])
+
+    async def _keep_leases(self) -> None:
+        interval = self.settings.queue.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.queue.renew(list(self._running.values()))
+            except Exception:
+                log.exception("could not renew job leases")
+
+    async def _sweep_expired(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.queue.sweep_interval_seconds)
+            try:
+                await self.queue.sweep_expired_leases()
+            except Exception:
+                log.exception("could not sweep expired leases")

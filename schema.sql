@@ -1,0 +1,106 @@
+-- photoq database schema: the truth about the data.
+-- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database (version 1) and then the
+-- numbered migrations in photoq/migrations.py. Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+
+CREATE TABLE albums (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    created_at  REAL    NOT NULL
+);
+
+CREATE TABLE photos (
+    id                 INTEGER PRIMARY KEY,
+    album_id           INTEGER NOT NULL REFERENCES albums(id) ON DELETE CASCADE,
+    filename           TEXT    NOT NULL,          -- display name only, never used on disk
+    sha256             TEXT    NOT NULL,          -- the original's content address
+    size_bytes         INTEGER NOT NULL,
+    width              INTEGER NOT NULL,          -- as displayed (EXIF orientation applied)
+    height             INTEGER NOT NULL,
+    format             TEXT    NOT NULL,          -- jpeg | png | webp | gif | tiff (sniffed from the bytes)
+    content_type       TEXT    NOT NULL,
+    taken_at           TEXT,
+    exif               TEXT    NOT NULL DEFAULT '{}',
+    thumbnail_status   TEXT    NOT NULL DEFAULT 'pending'
+                       CHECK (thumbnail_status IN ('pending', 'processing', 'complete', 'failed')),
+    variant_status     TEXT    NOT NULL DEFAULT 'pending'
+                       CHECK (variant_status IN ('pending', 'processing', 'complete', 'failed')),
+    -- Derived, so it can never disagree with its parts: failed if any part failed, complete when all are,
+    -- pending while nothing has started, else processing.
+    processing_status  TEXT GENERATED ALWAYS AS (CASE
+                           WHEN thumbnail_status = 'failed' OR variant_status = 'failed' THEN 'failed'
+                           WHEN thumbnail_status = 'complete' AND variant_status = 'complete' THEN 'complete'
+                           WHEN thumbnail_status = 'pending' AND variant_status = 'pending' THEN 'pending'
+                           ELSE 'processing' END) STORED,
+    error              TEXT,
+    created_at         REAL    NOT NULL,
+    completed_at       REAL,
+    UNIQUE (album_id, sha256)
+);
+CREATE INDEX photos_by_sha256 ON photos(sha256);
+CREATE INDEX photos_by_status ON photos(processing_status, album_id);
+CREATE INDEX photos_by_album_status ON photos(album_id, processing_status);
+
+-- The durable queue. A job is claimed by setting status = 'processing' and a lease; an expired lease makes it
+-- runnable again. 'failed' is the dead letter: it stays until retried or cleared by hand.
+CREATE TABLE jobs (
+    id                INTEGER PRIMARY KEY,
+    photo_id          INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+    kind              TEXT    NOT NULL CHECK (kind IN ('thumbnail', 'variant')),
+    priority          INTEGER NOT NULL,            -- lower runs first
+    status            TEXT    NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'processing', 'complete', 'failed')),
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    max_attempts      INTEGER NOT NULL,
+    run_at            REAL    NOT NULL,            -- not claimed before this time (backoff)
+    lease_expires_at  REAL,
+    last_error        TEXT,
+    created_at        REAL    NOT NULL,
+    updated_at        REAL    NOT NULL,
+    UNIQUE (photo_id, kind)
+);
+CREATE INDEX jobs_runnable ON jobs(priority, run_at, id) WHERE status = 'pending';
+CREATE INDEX jobs_leased ON jobs(lease_expires_at) WHERE status = 'processing';
+CREATE INDEX jobs_by_status ON jobs(status, created_at);
+
+-- One row per attempt: the processing history shown to people and the proof of backoff.
+CREATE TABLE job_attempts (
+    id           INTEGER PRIMARY KEY,
+    photo_id     INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+    job_id       INTEGER NOT NULL,
+    kind         TEXT    NOT NULL,
+    attempt      INTEGER NOT NULL,
+    started_at   REAL    NOT NULL,
+    finished_at  REAL,
+    outcome      TEXT    CHECK (outcome IN ('complete', 'retry', 'failed', 'interrupted')),
+    error        TEXT,
+    retry_at     REAL
+);
+CREATE INDEX job_attempts_by_photo ON job_attempts(photo_id, id);
+
+-- Outputs that exist on disk for a photo (written by its jobs).
+CREATE TABLE outputs (
+    photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    created_at  REAL    NOT NULL,
+    PRIMARY KEY (photo_id, name)
+) WITHOUT ROWID;
+
+-- Originals renamed into the store whose photo rows are not committed yet. Rows live only between the two
+-- transactions of one upload (each upload its own rows, even for the same bytes); a row left at start-up names a
+-- file of a killed upload, removed unless a photo references its bytes.
+CREATE TABLE staged_files (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT NOT NULL,             -- relative to the data directory
+    sha256      TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX staged_files_by_sha256 ON staged_files(sha256);
+
+-- Small durable switches, e.g. queue.paused.
+CREATE TABLE settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+) WITHOUT ROWID;
