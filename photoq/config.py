@@ -264,28 +264,28 @@ def _build_outputs(raw: Any, path: Path | None) -> tuple[Output, ...]:
         raise ConfigError(f"outputs in {path}: expected a non-empty array of [[outputs]] tables")
     outputs = []
     for index, table in enumerate(raw):
-        where = f"outputs[{index}] in {path}"
+        where = f"outputs[{index}]"
         if not isinstance(table, dict):
-            raise ConfigError(f"{where}: expected a table")
+            raise ConfigError(f"{where} in {path}: expected a table")
         unknown = set(table) - {"name", "kind", "width", "height", "format"}
         if unknown:
-            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]}")
+            raise ConfigError(f"{where}.{sorted(unknown)[0]} in {path}: unknown setting")
         name = table.get("name")
         if not isinstance(name, str) or not name or name == "original" or not all(
             c.isalnum() or c in "-_" for c in name
         ):
-            raise ConfigError(f"{where}.name: expected letters, digits, '-' or '_' (and not 'original'), got {name!r}")
+            raise ConfigError(f"{where}.name in {path}: expected letters, digits, '-' or '_' (and not 'original'), got {name!r}")
         kind = table.get("kind")
         if kind not in OUTPUT_KINDS:
-            raise ConfigError(f"{where}.kind: expected one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")
+            raise ConfigError(f"{where}.kind in {path}: expected one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")
         fmt = table.get("format", "webp")
         if fmt not in OUTPUT_FORMATS:
-            raise ConfigError(f"{where}.format: expected one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+            raise ConfigError(f"{where}.format in {path}: expected one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
         size = {}
         for key in ("width", "height"):
             value = table.get(key)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 20000:
-                raise ConfigError(f"{where}.{key}: expected a whole number from 1 to 20000, got {value!r}")
+                raise ConfigError(f"{where}.{key} in {path}: expected a whole number from 1 to 20000, got {value!r}")
             size[key] = value
         outputs.append(Output(name, kind, size["width"], size["height"], fmt))
     names = [o.name for o in outputs]

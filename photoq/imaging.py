@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from typing import BinaryIO
 
 from PIL import (
-    ExifTags,
     GifImagePlugin,
     Image,
     ImageCms,
@@ -29,6 +28,8 @@ from PIL import (
     TiffImagePlugin,
     WebPImagePlugin,
 )
+from PIL.ExifTags import IFD as ExifIFD
+from PIL.ExifTags import Base as ExifTag
 
 FORMATS: dict[str, str] = {
     "jpeg": "image/jpeg",
@@ -208,7 +209,7 @@ def _exif_get(mapping: Image.Exif | dict, tag: int) -> object:
 
 def _exif_ifd(exif: Image.Exif) -> dict:
     try:
-        return exif.get_ifd(ExifTags.IFD.Exif)
+        return exif.get_ifd(ExifIFD.Exif)
     except Exception as exc:
         if _is_environment_error(exc):
             raise
@@ -222,7 +223,7 @@ def _as_orientation(value: object) -> int | None:
 
 
 def _orientation(exif: Image.Exif) -> int:
-    return _as_orientation(_exif_get(exif, ExifTags.Base.Orientation)) or 1
+    return _as_orientation(_exif_get(exif, ExifTag.Orientation)) or 1
 
 
 def _as_text(value: object) -> str | None:
@@ -293,21 +294,20 @@ def _parse_utc_offset(offset: str | None) -> timezone | None:
 
 def _summarize_exif(exif: Image.Exif) -> tuple[dict, str | None]:
     """The JSON-serialisable subset of EXIF we store, and the capture time."""
-    Tag = ExifTags.Base
     details = _exif_ifd(exif)
     candidates = {
-        "make": _as_text(_exif_get(exif, Tag.Make)),
-        "model": _as_text(_exif_get(exif, Tag.Model)),
-        "lens_model": _as_text(_exif_get(details, Tag.LensModel)),
-        "orientation": _as_orientation(_exif_get(exif, Tag.Orientation)),
-        "exposure_time": _as_positive_float(_exif_get(details, Tag.ExposureTime)),
-        "f_number": _as_positive_float(_exif_get(details, Tag.FNumber)),
-        "iso": _as_positive_int(_exif_get(details, Tag.ISOSpeedRatings)),
-        "focal_length": _as_positive_float(_exif_get(details, Tag.FocalLength)),
-        "datetime_original": _as_text(_exif_get(details, Tag.DateTimeOriginal)),
+        "make": _as_text(_exif_get(exif, ExifTag.Make)),
+        "model": _as_text(_exif_get(exif, ExifTag.Model)),
+        "lens_model": _as_text(_exif_get(details, ExifTag.LensModel)),
+        "orientation": _as_orientation(_exif_get(exif, ExifTag.Orientation)),
+        "exposure_time": _as_positive_float(_exif_get(details, ExifTag.ExposureTime)),
+        "f_number": _as_positive_float(_exif_get(details, ExifTag.FNumber)),
+        "iso": _as_positive_int(_exif_get(details, ExifTag.ISOSpeedRatings)),
+        "focal_length": _as_positive_float(_exif_get(details, ExifTag.FocalLength)),
+        "datetime_original": _as_text(_exif_get(details, ExifTag.DateTimeOriginal)),
     }
     summary = {key: value for key, value in candidates.items() if value is not None}
-    offset = _as_text(_exif_get(details, Tag.OffsetTimeOriginal))
+    offset = _as_text(_exif_get(details, ExifTag.OffsetTimeOriginal))
     return summary, _taken_at(summary.get("datetime_original"), offset)
 
 
@@ -334,7 +334,7 @@ def probe(path: str, max_pixels: int) -> Probe:
             _check_dimensions(stored_size, max_pixels)
         else:
             im = _open_image(fp, fmt)
-            stored_size = im.size
+            stored_size = _stored_size(im)
             _check_dimensions(stored_size, max_pixels)
             exif = _read_exif(im)
         orientation = _orientation(exif)
@@ -412,6 +412,18 @@ def _exif_from_metadata(metadata: dict[str, bytes]) -> Image.Exif:
     return _read_exif(carrier)
 
 
+def _stored_size(im: ImageFile.ImageFile) -> tuple[int, int]:
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        # Pillow >= 11 reports a TIFF's upright size before decoding; the IFD has the stored one.
+        return im.tag_v2[TiffImagePlugin.IMAGEWIDTH], im.tag_v2[TiffImagePlugin.IMAGELENGTH]
+    return im.size
+
+
+def _orientation_left_to_us(im: ImageFile.ImageFile, orientation: int) -> int:
+    # Pillow's TIFF decoder applies the orientation itself.
+    return 1 if isinstance(im, TiffImagePlugin.TiffImageFile) else orientation
+
+
 def _displayed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     width, height = size
     return (height, width) if orientation >= 5 else (width, height)
@@ -475,21 +487,23 @@ def render(
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"output names must be unique: {names}")
-    os.makedirs(dest_dir, exist_ok=True)
 
     temp_paths: set[str] = set()
     try:
         with open(source, "rb") as fp:
             current, plan, icc_profile = _decode_largest(fp, specs)
+        created_dest_dir = _ensure_directory(dest_dir)
         results: list[OutputResult | None] = [None] * len(specs)
         for planned in plan:
             if current.size != planned.size:
-                current = current.resize(planned.size, Image.Resampling.LANCZOS)
+                current = current.resize(planned.size, Image.Resampling.BICUBIC)
             results[planned.index] = _write_output(
                 current, planned.spec, dest_dir, icc_profile, fsync, temp_paths
             )
         if fsync:
             _fsync_directory(dest_dir)
+            if created_dest_dir:
+                _fsync_directory(os.path.dirname(os.path.abspath(dest_dir)))
         return results  # type: ignore[return-value]  # every slot is filled
     finally:
         for path in temp_paths:
@@ -507,13 +521,15 @@ def _decode_largest(
     fmt = _sniff_file(fp)
     try:
         im = _open_image(fp, fmt)
-        _check_dimensions(im.size, Image.MAX_IMAGE_PIXELS)
+        stored_size = _stored_size(im)
+        _check_dimensions(stored_size, Image.MAX_IMAGE_PIXELS)
         orientation = _orientation(_read_exif(im))
         icc_profile = im.info.get("icc_profile")
-        displayed = _displayed_size(im.size, orientation)
-        plan = _plan_outputs(displayed, specs)
-        largest_stored = _displayed_size(plan[0].size, orientation)  # the swap is its own inverse
-        box = _draft_jpeg(im, largest_stored)
+        plan = _plan_outputs(_displayed_size(stored_size, orientation), specs)
+        orientation = _orientation_left_to_us(im, orientation)
+        # The largest output as the decoder lays out pixels (the swap is its own inverse).
+        largest_decoded = _displayed_size(plan[0].size, orientation)
+        box = _draft_jpeg(im, largest_decoded)
         im.load()
         im = _to_8bit_working_mode(im, icc_profile)
     except ImageError:
@@ -525,7 +541,7 @@ def _decode_largest(
             raise
         raise _corrupt(exc) from exc
 
-    largest = im.resize(largest_stored, Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)
+    largest = im.resize(largest_decoded, Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)
     del im
     if orientation in _ORIENTATION_TRANSPOSE:
         largest = largest.transpose(_ORIENTATION_TRANSPOSE[orientation])
@@ -549,7 +565,8 @@ def _fit_within(source: tuple[int, int], box: tuple[int, int]) -> tuple[int, int
     scale = min(box[0] / source[0], box[1] / source[1])
     if scale >= 1:
         return source
-    return tuple(max(1, math.floor(side * scale + 0.5)) for side in source)  # type: ignore[return-value]
+    width, height = (max(1, math.floor(side * scale + 0.5)) for side in source)
+    return width, height
 
 
 def _draft_jpeg(im: ImageFile.ImageFile, target: tuple[int, int]):
@@ -578,7 +595,7 @@ def _to_8bit_working_mode(im: Image.Image, icc_profile: bytes | None) -> Image.I
     has_alpha = im.has_transparency_data
     if im.mode == "RGBA" or (im.mode in ("RGB", "L") and not has_alpha):
         return im
-    # P, PA, LA, La, RGBX, YCbCr, LAB, ..., and L/RGB with a transparent colour key.
+    # P, PA, LA, RGBX, YCbCr, LAB, ... and L/RGB with a transparent colour key.
     return im.convert("RGBA" if has_alpha else "RGB")
 
 
@@ -684,7 +701,7 @@ def _encode(im: Image.Image, spec: OutputSpec, out: BinaryIO, icc_profile: bytes
         _flatten_onto_white(im).save(out, "JPEG", quality=spec.quality, **extra)
     elif spec.format == "webp":
         im.save(out, "WEBP", quality=spec.quality, method=spec.method, **extra)
-    else:
+    else:  # PNG is lossless: quality does not apply
         im.save(out, "PNG", **extra)
 
 
@@ -694,6 +711,14 @@ def _flatten_onto_white(im: Image.Image) -> Image.Image:
     flat = Image.new("RGB", im.size, (255, 255, 255))
     flat.paste(im, mask=im.getchannel("A"))
     return flat
+
+
+def _ensure_directory(path: str) -> bool:
+    """Create ``path`` (and parents) if missing; True when it had to be created."""
+    if os.path.isdir(path):
+        return False
+    os.makedirs(path, exist_ok=True)
+    return True
 
 
 def _fsync_directory(path: str) -> None:

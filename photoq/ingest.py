@@ -14,6 +14,7 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import aiofiles
 from aiohttp import BodyPartReader, MultipartReader
@@ -60,8 +61,18 @@ class Received:
 
 
 def display_filename(raw: str | None) -> str:
-    """A client's filename made safe to show: last path component, no control or bidi characters, bounded."""
-    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    """A client's filename made safe to show: last path component, no control or bidi characters, bounded.
+
+    Browsers percent-escape quotes and line breaks in multipart filenames and some clients escape everything,
+    so escapes are decoded first (before looking for path separators).
+    """
+    raw = raw or ""
+    if "%" in raw:
+        try:
+            raw = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            pass
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(
         c for c in name if c not in BIDI_CONTROLS and unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co")
     ).strip()

@@ -33,6 +33,16 @@ def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
                                tint.getchannel(2)))
 
 
+def noisy_png(width: int, height: int, seed: int = 0) -> bytes:
+    """Incompressible pixels: a PNG whose size is about 3 bytes per pixel."""
+    import random
+
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def image_bytes(fmt: str, width: int = 640, height: int = 480, seed: int = 0, **save_args) -> bytes:
     image = photo_like(width, height, seed)
     if fmt == "PNG" and save_args.pop("alpha", False):

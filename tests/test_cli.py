@@ -1,0 +1,106 @@
+"""The `photoq` command: first-start token, status and retry-failed beside a running server."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from photoq.db import MIGRATIONS, SCHEMA_VERSION_BASE, Database
+
+from .support import AUTH, ServerProcess, jpeg, multipart, wait_for_photos
+
+
+def photoq(*args, cwd, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "photoq", *args], capture_output=True, text=True, timeout=60,
+                          cwd=cwd, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = ServerProcess(tmp_path / "data", workers=1)
+    yield server
+    server.stop()
+
+
+async def test_first_start_generates_a_private_token_and_prints_the_login_link_once(tmp_path):
+    data = tmp_path / "data"
+    server = ServerProcess(data, workers=1, extra_env={"PHOTOQ_AUTH_TOKEN": ""})
+    try:
+        server.start()
+        token_file = data / "token"
+        token = token_file.read_text().strip()
+        assert len(token) >= 32
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        async with aiohttp.ClientSession(base_url=server.url) as session:
+            async with session.get("/api/stats", headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 200
+            async with session.get(f"/login?token={token}", allow_redirects=False) as r:
+                assert r.status == 303
+                cookie = r.cookies["photoq_session"]
+                assert cookie["httponly"] and cookie["samesite"] == "Strict"
+                assert token not in cookie.value
+        assert server.terminate() == 0
+        first_log = server.log()
+        assert first_log.count(token) == 1 and f"/login?token={token}" in first_log
+
+        server.start()
+        assert server.terminate() == 0
+        assert server.log().count(token) == 1, "the token must not be logged again after the first start"
+        assert (data / "token").read_text().strip() == token
+    finally:
+        server.stop()
+
+
+async def test_status_and_retry_failed_work_beside_a_running_server(server, tmp_path):
+    server.extra_env = {"PHOTOQ_WORKERS": "1"}
+    config = tmp_path / "config.toml"
+    config.write_text("[queue]\nmax_attempts = 1\nbreaker_threshold = 100\n")
+    server.config = config
+    server.start()
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        await session.post("/api/albums", json={"name": "A"}, headers=AUTH)
+        await session.post("/api/admin/queue/pause", headers=AUTH)
+        async with session.post("/api/albums/1/photos", data=multipart(("a.jpg", jpeg(seed=70))),
+                                headers=AUTH) as r:
+            photo = (await r.json())["photos"][0]
+        async with session.get(f"/api/photos/{photo['id']}", headers=AUTH) as r:
+            sha256 = (await r.json())["sha256"]
+        original = tmp_path / "data" / "originals" / sha256[:2] / sha256[2:4] / f"{sha256}.jpg"
+        original.rename(original.with_suffix(".away"))
+        await session.post("/api/admin/queue/resume", headers=AUTH)
+        await wait_for_photos(session, [photo["id"]], statuses=("failed",))
+
+        status = photoq("status", "--data-dir", str(tmp_path / "data"), "--config", str(config), cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        assert "failed 1" in status.stdout and "total 1" in status.stdout
+
+        original.with_suffix(".away").rename(original)
+        retried = photoq("retry-failed", "--data-dir", str(tmp_path / "data"), "--config", str(config), cwd=tmp_path)
+        assert retried.returncode == 0 and "requeued" in retried.stdout
+        await wait_for_photos(session, [photo["id"]], timeout=120)
+
+
+def test_status_without_a_database_says_so(tmp_path):
+    result = photoq("status", "--data-dir", str(tmp_path / "none"), cwd=tmp_path)
+    assert result.returncode == 1 and "no database" in result.stderr
+
+
+async def test_schema_is_versioned(tmp_path):
+    db = Database(tmp_path / "photoq.db")
+    await db.open()
+    try:
+        version = await db._scalar(db._writer, "PRAGMA user_version")
+        assert version == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        assert await db._scalar(db._writer, "PRAGMA journal_mode") == "wal"
+        assert await db._scalar(db._writer, "PRAGMA foreign_keys") == 1
+    finally:
+        await db.close()
+    # Opening again applies nothing twice.
+    db = Database(tmp_path / "photoq.db")
+    await db.open()
+    await db.close()
