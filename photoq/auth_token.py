@@ -40,16 +40,20 @@ class Credentials:
         return candidate is not None and hmac.compare_digest(candidate.encode(), self.csrf_token.encode())
 
 
+def read_token(token_path: Path) -> str | None:
+    try:
+        return token_path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def load_credentials(configured: str | None, token_path: Path) -> Credentials:
     """The configured token, else the one saved in the data directory, else a new one saved there (mode 0600)."""
     if configured:
         return Credentials(configured)
-    try:
-        saved = token_path.read_text(encoding="utf-8").strip()
-        if saved:
-            return Credentials(saved)
-    except FileNotFoundError:
-        pass
+    saved = read_token(token_path)
+    if saved:
+        return Credentials(saved)
     token = secrets.token_urlsafe(32)
     token_path.parent.mkdir(parents=True, exist_ok=True)
     temp = token_path.with_name(token_path.name + ".tmp")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -137,14 +138,40 @@ async def status_command(settings: Settings) -> int:
 
 
 async def retry_failed_command(settings: Settings) -> int:
-    import time
+    """Through the running server when there is one (its workers start at once and live views update),
+    else straight in the database (picked up at the next start)."""
+    answer = await _ask_running_server(settings, "POST", "/api/admin/queue/retry-failed")
+    if answer is not None:
+        print(f"requeued {answer['requeued']} failed job(s) in the running server")
+        return 0
 
     async def action(db) -> int:
         count, _ = await db.retry_all_failed(time.time(), settings.queue.max_attempts)
-        print(f"requeued {count} failed job(s); a running server picks them up within 30 seconds")
+        print(f"requeued {count} failed job(s); they run when photoq next starts")
         return 0
 
     return await _with_database(settings, action)
+
+
+async def _ask_running_server(settings: Settings, method: str, path: str) -> dict | None:
+    """The JSON answer of our own running server, or None when none answers with our token."""
+    import aiohttp
+
+    from .auth_token import read_token
+    from .storage import Storage
+
+    token = settings.auth.token or read_token(Storage(settings.data_dir).token_path)
+    if not token:
+        return None
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.request(method, base_url(settings) + path,
+                                       headers={"Authorization": f"Bearer {token}"}) as response:
+                if response.status != 200:
+                    return None  # another service on that port, or another photoq with another token
+                return await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
 
 
 async def login_url_command(settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from photoq.db import MIGRATIONS, SCHEMA_VERSION_BASE, Database
 
-from .support import AUTH, ServerProcess, jpeg, multipart, wait_for_photos
+from .support import AUTH, TEST_TOKEN, ServerProcess, jpeg, multipart, wait_for_photos
 
 
 def photoq(*args, cwd, env=None) -> subprocess.CompletedProcess:
@@ -56,33 +57,66 @@ async def test_first_start_generates_a_private_token_and_prints_the_login_link_o
         server.stop()
 
 
-async def test_status_and_retry_failed_work_beside_a_running_server(server, tmp_path):
-    server.extra_env = {"PHOTOQ_WORKERS": "1"}
-    config = tmp_path / "config.toml"
-    config.write_text("[queue]\nmax_attempts = 1\nbreaker_threshold = 100\n")
-    server.config = config
-    server.start()
+async def make_a_failed_photo(server, tmp_path) -> tuple[int, "Path"]:
+    """Upload a photo whose original then vanishes, so its jobs fail for real; returns (photo id, original)."""
     async with aiohttp.ClientSession(base_url=server.url) as session:
         await session.post("/api/albums", json={"name": "A"}, headers=AUTH)
         await session.post("/api/admin/queue/pause", headers=AUTH)
         async with session.post("/api/albums/1/photos", data=multipart(("a.jpg", jpeg(seed=70))),
                                 headers=AUTH) as r:
-            photo = (await r.json())["photos"][0]
-        async with session.get(f"/api/photos/{photo['id']}", headers=AUTH) as r:
+            photo_id = (await r.json())["photos"][0]["id"]
+        async with session.get(f"/api/photos/{photo_id}", headers=AUTH) as r:
             sha256 = (await r.json())["sha256"]
         original = tmp_path / "data" / "originals" / sha256[:2] / sha256[2:4] / f"{sha256}.jpg"
         original.rename(original.with_suffix(".away"))
         await session.post("/api/admin/queue/resume", headers=AUTH)
-        await wait_for_photos(session, [photo["id"]], statuses=("failed",))
+        while True:  # both parts, not just the first to fail
+            state = (await wait_for_photos(session, [photo_id], statuses=("failed",)))[photo_id]
+            if state["thumbnail_status"] == state["variant_status"] == "failed":
+                break
+            await asyncio.sleep(0.05)
+    return photo_id, original
 
-        status = photoq("status", "--data-dir", str(tmp_path / "data"), "--config", str(config), cwd=tmp_path)
-        assert status.returncode == 0, status.stderr
-        assert "failed 1" in status.stdout and "total 1" in status.stdout
 
-        original.with_suffix(".away").rename(original)
-        retried = photoq("retry-failed", "--data-dir", str(tmp_path / "data"), "--config", str(config), cwd=tmp_path)
-        assert retried.returncode == 0 and "requeued" in retried.stdout
-        await wait_for_photos(session, [photo["id"]], timeout=120)
+@pytest.fixture
+def failing_config(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[queue]\nmax_attempts = 1\nbreaker_threshold = 100\n")
+    return config
+
+
+async def test_status_and_retry_failed_work_beside_a_running_server(server, tmp_path, failing_config):
+    server.config = failing_config
+    server.start()
+    photo_id, original = await make_a_failed_photo(server, tmp_path)
+    cli_args = ("--data-dir", str(tmp_path / "data"), "--config", str(failing_config))
+    env = {"PHOTOQ_PORT": str(server.port), "PHOTOQ_AUTH_TOKEN": TEST_TOKEN}
+
+    status = photoq("status", *cli_args, cwd=tmp_path, env=env)
+    assert status.returncode == 0, status.stderr
+    assert "failed 1" in status.stdout and "total 1" in status.stdout
+
+    original.with_suffix(".away").rename(original)
+    retried = photoq("retry-failed", *cli_args, cwd=tmp_path, env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert "requeued 2 failed job(s) in the running server" in retried.stdout
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        await wait_for_photos(session, [photo_id])
+
+
+async def test_retry_failed_without_a_server_requeues_in_the_database(server, tmp_path, failing_config):
+    server.config = failing_config
+    server.start()
+    photo_id, original = await make_a_failed_photo(server, tmp_path)
+    assert server.terminate() == 0
+    original.with_suffix(".away").rename(original)
+    env = {"PHOTOQ_PORT": str(server.port), "PHOTOQ_AUTH_TOKEN": TEST_TOKEN}
+    retried = photoq("retry-failed", "--data-dir", str(tmp_path / "data"), cwd=tmp_path, env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert "requeued 2 failed job(s); they run when photoq next starts" in retried.stdout
+    server.start()
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        await wait_for_photos(session, [photo_id])
 
 
 def test_status_without_a_database_says_so(tmp_path):
