@@ -54,6 +54,7 @@ class QueueSettings:
 class ProcessingSettings:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     shutdown_grace_seconds: float = 30.0
+    job_timeout_seconds: float = 600.0
     max_tasks_per_child: int = 500
     webp_method: int = 0
     quality: int = 80
@@ -128,7 +129,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
 POSITIVE = {
     "server.port", "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",
-    "queue.breaker_threshold", "processing.workers", "processing.max_tasks_per_child", "processing.quality",
+    "queue.breaker_threshold", "processing.workers", "processing.max_tasks_per_child", "processing.job_timeout_seconds", "processing.quality",
 }
 CHOICES = {
     "server.log_level": ("debug", "info", "warning", "error"),

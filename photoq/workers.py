@@ -65,7 +65,7 @@ class ImageProcess:
         future = loop.run_in_executor(
             self._ensure(), imaging.render, source, specs, dest_dir, self._settings.storage.fsync
         )
-        return await future
+        return await asyncio.wait_for(future, self._settings.processing.job_timeout_seconds)
 
     def child_pids(self) -> list[int]:
         # ProcessPoolExecutor has no public way to reach its children; killing is the only way to stop a render.
@@ -175,6 +175,13 @@ class WorkerPool:
             results = await self._processes[slot].render(source, self._specs[str(job.kind)], str(dest))
         except imaging.ImageError as exc:
             await self.queue.fail(job, str(exc), system_fault=False)
+            return
+        except TimeoutError:
+            self._processes[slot].discard(kill=True)
+            await self.queue.fail(
+                job, f"Processing took longer than {self.settings.processing.job_timeout_seconds:.0f} seconds "
+                     "and was stopped.", system_fault=False,
+            )
             return
         except BrokenProcessPool:
             self._processes[slot].discard(kill=True)

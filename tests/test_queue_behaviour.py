@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from photoq.web.keys import STORAGE
+from photoq.web.keys import STORAGE, WORKERS
 
 from .support import AUTH, jpeg, multipart, wait_for_photos
 
@@ -194,3 +194,15 @@ async def test_listing_photos_pages_with_a_cursor_and_filters_by_status(client, 
     assert albums["albums"][0]["photo_count"] == 5 and albums["albums"][0]["processing"] is False
     detail = await get(client, f"/api/albums/{album}")
     assert detail["stats"] == {"pending": 0, "processing": 0, "complete": 5, "failed": 0, "total": 5}
+
+
+async def test_a_job_over_the_time_limit_is_stopped_and_failed(start_client):
+    client = await start_client(processing={"workers": 1, "job_timeout_seconds": 0.01},
+                                queue={"max_attempts": 1})
+    album = await make_album(client)
+    [photo_id] = await upload(client, album, ("a.jpg", jpeg(3000, 2000, seed=47)))
+    await queue_until(client, lambda q: q["failed_count"] == 2)
+    photo = await get(client, f"/api/photos/{photo_id}")
+    assert photo["processing_status"] == "failed"
+    assert "took longer than" in photo["error"]
+    assert client.app[WORKERS].child_pids() == []  # the stuck process was killed, a new one starts with the next job
