@@ -12,7 +12,7 @@ import json
 import sqlite3
 from importlib import resources
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiosqlite
 

@@ -28,8 +28,6 @@ from .errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
-    PhotoqError,
-    UnsupportedMedia,
 )
 from .models import NewPhoto
 from .queue import JobQueue
@@ -81,6 +79,15 @@ def display_filename(raw: str | None) -> str:
     return name[:MAX_FILENAME_CHARS]
 
 
+def request_too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request is larger than the {limit} bytes this server accepts at once.",
+                           code="request_too_large")
+
+
+def disk_full() -> InsufficientStorage:
+    return InsufficientStorage("The server's disk filled up during the upload; nothing was stored.")
+
+
 def rejection_for(exc: imaging.ImageError) -> Rejection:
     if isinstance(exc, imaging.TooManyPixels):
         return Rejection(413, exc.code, str(exc))
@@ -89,75 +96,22 @@ def rejection_for(exc: imaging.ImageError) -> Rejection:
     return Rejection(400, exc.code, str(exc))
 
 
-class Ingest:
-    def __init__(self, queue: JobQueue, storage: Storage, settings: Settings):
-        self.queue = queue
-        self.db = queue.db
+class RequestBody:
+    """Reads one upload request's parts, keeping the byte count of that request."""
+
+    def __init__(self, storage: Storage, limits, check_disk):
         self.storage = storage
-        self.settings = settings
-        self.limits = settings.upload
+        self.limits = limits
+        self.check_disk = check_disk
+        self.bytes_read = 0
 
-    async def check_can_accept(self, album_id: int, content_length: int | None) -> None:
-        """Everything decided before a byte of the body is read."""
-        if await self.db.get_album(album_id) is None:
-            raise NotFound("There is no album with that id.")
-        if content_length is not None and content_length > self.limits.max_request_bytes:
-            raise PayloadTooLarge(
-                f"The request is larger than the {self.limits.max_request_bytes} bytes this server accepts at once.",
-                code="request_too_large",
-            )
-        if self.limits.block_while_processing and await self.db.album_has_unfinished_jobs(album_id):
-            raise Conflict("This album is still processing earlier uploads; try again when it is done.",
-                           code="album_busy")
-        if not await self.queue.has_room():
-            raise Overloaded("The processing queue is full; try again in a minute.", headers={"Retry-After": "60"})
-        self._check_disk(content_length or 0)
-
-    def _check_disk(self, incoming: int) -> None:
-        if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:
-            raise InsufficientStorage("The server's disk is nearly full, so the upload was not accepted.")
-
-    async def receive(self, reader: MultipartReader, album_id: int) -> tuple[int, dict]:
-        """Read every part, then store and queue what was accepted. Returns (HTTP status, response body)."""
-        entries: list[dict] = []
-        received: dict[int, Received] = {}  # index in entries -> the file
-        self._bytes_read = 0
-        try:
-            part_count = 0
-            while True:
-                part = await self._next_part(reader)
-                if part is None:
-                    break
-                part_count += 1
-                if part_count > self.limits.max_files_per_request:
-                    raise PayloadTooLarge(
-                        f"At most {self.limits.max_files_per_request} files can be sent in one request.",
-                        code="too_many_files",
-                    )
-                outcome = await self._receive_part(part)
-                filename = display_filename(part.filename if isinstance(part, BodyPartReader) else None)
-                if isinstance(outcome, Rejection):
-                    entries.append({"filename": filename, "status": "rejected", "error": outcome.code,
-                                    "message": outcome.message, "_status": outcome.status})
-                else:
-                    received[len(entries)] = outcome
-                    entries.append({"filename": filename})
-            if not entries:
-                raise BadRequest("The request has no file parts; send one or more parts named 'file'.",
-                                 code="no_files")
-            if received:
-                await self._store_and_queue(album_id, entries, received)
-        finally:
-            await self.storage.remove_uploads(r.temp for r in received.values())
-        return self._response(entries)
-
-    async def _next_part(self, reader: MultipartReader):
+    async def next_part(self, reader: MultipartReader):
         try:
             return await reader.next()
         except (ValueError, AssertionError, KeyError) as exc:
             raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
 
-    async def _receive_part(self, part) -> Received | Rejection:
+    async def receive_part(self, part) -> Received | Rejection:
         if not isinstance(part, BodyPartReader):
             await self._drain(part)
             return Rejection(400, "bad_multipart", "Nested multipart bodies are not accepted.")
@@ -206,10 +160,10 @@ class Ingest:
                     await out.write(chunk)
                     if size >= next_disk_check:
                         next_disk_check += DISK_CHECK_EVERY_BYTES
-                        self._check_disk(0)
+                        self.check_disk(0)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage("The server's disk filled up during the upload; nothing was stored.") from None
+                raise disk_full() from None
             raise
         if size == 0:
             return Rejection(400, "empty_file", "The file is empty.")
@@ -217,21 +171,78 @@ class Ingest:
 
     async def _read_chunk(self, part) -> bytes:
         chunk = await part.read_chunk(CHUNK_BYTES)
-        self._bytes_read += len(chunk)
-        if self._bytes_read > self.limits.max_request_bytes:
-            raise PayloadTooLarge(
-                f"The request is larger than the {self.limits.max_request_bytes} bytes this server accepts at once.",
-                code="request_too_large",
-            )
+        self.bytes_read += len(chunk)
+        if self.bytes_read > self.limits.max_request_bytes:
+            raise request_too_large(self.limits.max_request_bytes)
         return chunk
 
     async def _drain(self, part) -> None:
         if isinstance(part, MultipartReader):
-            while (inner := await self._next_part(part)) is not None:
+            while (inner := await self.next_part(part)) is not None:
                 await self._drain(inner)
             return
         while await self._read_chunk(part):
             pass
+
+
+class Ingest:
+    def __init__(self, queue: JobQueue, storage: Storage, settings: Settings):
+        self.queue = queue
+        self.db = queue.db
+        self.storage = storage
+        self.settings = settings
+        self.limits = settings.upload
+
+    async def check_can_accept(self, album_id: int, content_length: int | None) -> None:
+        """Everything decided before a byte of the body is read."""
+        if await self.db.get_album(album_id) is None:
+            raise NotFound("There is no album with that id.")
+        if content_length is not None and content_length > self.limits.max_request_bytes:
+            raise request_too_large(self.limits.max_request_bytes)
+        if self.limits.block_while_processing and await self.db.album_has_unfinished_jobs(album_id):
+            raise Conflict("This album is still processing earlier uploads; try again when it is done.",
+                           code="album_busy")
+        if not await self.queue.has_room():
+            raise Overloaded("The processing queue is full; try again in a minute.", headers={"Retry-After": "60"})
+        self._check_disk(content_length or 0)
+
+    def _check_disk(self, incoming: int) -> None:
+        if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:
+            raise InsufficientStorage("The server's disk is nearly full, so the upload was not accepted.")
+
+    async def receive(self, reader: MultipartReader, album_id: int) -> tuple[int, dict]:
+        """Read every part, then store and queue what was accepted. Returns (HTTP status, response body)."""
+        entries: list[dict] = []
+        received: dict[int, Received] = {}  # index in entries -> the file
+        body = RequestBody(self.storage, self.limits, self._check_disk)
+        try:
+            part_count = 0
+            while True:
+                part = await body.next_part(reader)
+                if part is None:
+                    break
+                part_count += 1
+                if part_count > self.limits.max_files_per_request:
+                    raise PayloadTooLarge(
+                        f"At most {self.limits.max_files_per_request} files can be sent in one request.",
+                        code="too_many_files",
+                    )
+                outcome = await body.receive_part(part)
+                filename = display_filename(part.filename if isinstance(part, BodyPartReader) else None)
+                if isinstance(outcome, Rejection):
+                    entries.append({"filename": filename, "status": "rejected", "error": outcome.code,
+                                    "message": outcome.message, "_status": outcome.status})
+                else:
+                    received[len(entries)] = outcome
+                    entries.append({"filename": filename})
+            if not entries:
+                raise BadRequest("The request has no file parts; send one or more parts named 'file'.",
+                                 code="no_files")
+            if received:
+                await self._store_and_queue(album_id, entries, received)
+        finally:
+            await self.storage.remove_uploads(r.temp for r in received.values())
+        return self._response(entries)
 
     async def _store_and_queue(self, album_id: int, entries: list[dict], received: dict[int, Received]) -> None:
         first_index_of: dict[str, int] = {}
@@ -247,8 +258,7 @@ class Ingest:
                     await self.storage.store_original(item.temp, relpaths[index])
                 except OSError as exc:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise InsufficientStorage(
-                            "The server's disk filled up during the upload; nothing was stored.") from None
+                        raise disk_full() from None
                     raise
             photos = [self._new_photo(entries[i]["filename"], item) for i, item in unique.items()]
             try:

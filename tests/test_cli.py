@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -57,7 +58,7 @@ async def test_first_start_generates_a_private_token_and_prints_the_login_link_o
         server.stop()
 
 
-async def make_a_failed_photo(server, tmp_path) -> tuple[int, "Path"]:
+async def make_a_failed_photo(server, tmp_path) -> tuple[int, Path]:
     """Upload a photo whose original then vanishes, so its jobs fail for real; returns (photo id, original)."""
     async with aiohttp.ClientSession(base_url=server.url) as session:
         await session.post("/api/albums", json={"name": "A"}, headers=AUTH)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import zlib
 
@@ -218,3 +219,17 @@ async def test_album_validation(client):
         assert r.status == 404
     async with client.get("/api/photos/12345", headers=AUTH) as r:
         assert r.status == 404 and (await r.json())["error"] == "not_found"
+
+
+async def test_the_request_byte_cap_counts_each_request_on_its_own(start_client):
+    client = await start_client(upload={"max_request_bytes": 300_000})
+    async with client.post("/api/albums", json={"name": "A"}, headers=AUTH) as r:
+        album = (await r.json())["id"]
+    files = [noisy_png(160, 160, seed=s) for s in range(4)]  # ~77 KB each: two per request fit, four do not
+    results = await asyncio.gather(*(upload(client, album, ("a.png", files[i]), ("b.png", files[i + 1]))
+                                     for i in (0, 2)))
+    assert [status for status, _ in results] == [202, 202]
+    async with client.post(f"/api/albums/{album}/photos", headers=AUTH,
+                           data=multipart(*[(f"{i}.png", noisy_png(160, 160, seed=10 + i)) for i in range(4)])) as r:
+        assert r.status == 413 and (await r.json())["error"] == "request_too_large"
+    assert leftovers(client) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from photoq.web.keys import STORAGE, WORKERS
 
@@ -37,7 +38,7 @@ async def queue_until(client, predicate, timeout=30):
         await asyncio.sleep(0.05)
 
 
-def original_of(client, photo) -> "Path":
+def original_of(client, photo) -> Path:
     return client.app[STORAGE].original_path(photo["sha256"], photo["content_type"].split("/")[1])
 
 
