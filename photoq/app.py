@@ -17,7 +17,7 @@ from .queue import JobQueue
 from .storage import Storage
 from .web import api, session, sse
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
-from .web.middleware import auth_middleware, errors_middleware, security_headers_middleware
+from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
 from .web.templating import TEMPLATES, make_environment
 from .workers import WorkerPool
 
@@ -29,7 +29,8 @@ JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[security_headers_middleware, errors_middleware, auth_middleware],
+        middlewares=[security_headers_middleware, errors_middleware, ratelimit_middleware(settings.ratelimit),
+                     auth_middleware],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = settings

@@ -67,6 +67,14 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class RateLimitSettings:
+    enabled: bool = True
+    capacity: float = 600.0
+    refill_per_second: float = 60.0
+    file_request_cost: float = 0.1
+
+
+@dataclass(frozen=True)
 class Output:
     name: str
     kind: str  # "thumbnail" or "variant": which job makes it
@@ -93,6 +101,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     outputs: tuple[Output, ...] = DEFAULT_OUTPUTS
 
     @property
@@ -114,6 +123,7 @@ SECTIONS: dict[str, type] = {
     "queue": QueueSettings,
     "processing": ProcessingSettings,
     "storage": StorageSettings,
+    "ratelimit": RateLimitSettings,
 }
 
 # Environment variable -> (section, key), per the HTTP contract.
@@ -130,6 +140,7 @@ POSITIVE = {
     "server.port", "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",
     "queue.breaker_threshold", "processing.workers", "processing.max_tasks_per_child", "processing.job_timeout_seconds", "processing.quality",
+    "ratelimit.capacity", "ratelimit.refill_per_second",
 }
 CHOICES = {
     "server.log_level": ("debug", "info", "warning", "error"),

@@ -220,7 +220,8 @@ class Database:
     ALBUM_SELECT = """
         SELECT a.id, a.name, a.created_at,
                count(p.id) AS photo_count,
-               coalesce(sum(p.processing_status IN ('pending', 'processing')), 0) > 0 AS processing
+               EXISTS(SELECT 1 FROM jobs j JOIN photos jp ON jp.id = j.photo_id
+                      WHERE jp.album_id = a.id AND j.status IN ('pending', 'processing')) AS processing
         FROM albums a LEFT JOIN photos p ON p.album_id = a.id
     """
 
@@ -630,3 +631,35 @@ class Database:
                 (str(status), limit),
             )
         return [_job(r) for r in rows]
+
+    # -- web UI queries ----------------------------------------------------------------------------------------
+
+    async def album_photos_newest_first(self, album_id: int, before: int | None, limit: int) -> list[Photo]:
+        """A page of an album's photos, newest first, below the id `before` (None: from the newest)."""
+        rows = await self._read_all(
+            PHOTO_SELECT + " WHERE p.album_id = ? AND p.id < ? ORDER BY p.id DESC LIMIT ?",
+            (album_id, before if before is not None else 2**63 - 1, limit),
+        )
+        return [_photo(r) for r in rows]
+
+    async def adjacent_photo_ids(self, album_id: int, photo_id: int) -> tuple[int | None, int | None]:
+        """(the next newer, the next older) photo of the same album."""
+        newer = await self._scalar(
+            self._reader, "SELECT min(id) FROM photos WHERE album_id = ? AND id > ?", (album_id, photo_id)
+        )
+        older = await self._scalar(
+            self._reader, "SELECT max(id) FROM photos WHERE album_id = ? AND id < ?", (album_id, photo_id)
+        )
+        return newer, older
+
+    async def photo_labels(self, photo_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]:
+        """photo id -> (filename, album id, album name), for lists of jobs."""
+        ids = list(dict.fromkeys(photo_ids))[:500]
+        if not ids:
+            return {}
+        rows = await self._read_all(
+            "SELECT p.id, p.filename, p.album_id, a.name AS album_name FROM photos p JOIN albums a ON a.id = p.album_id "
+            f"WHERE p.id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+        return {r["id"]: (r["filename"], r["album_id"], r["album_name"]) for r in rows}

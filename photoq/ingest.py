@@ -11,6 +11,7 @@ import asyncio
 import errno
 import hashlib
 import logging
+import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from urllib.parse import unquote
 
 import aiofiles
 from aiohttp import BodyPartReader, MultipartReader
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import imaging
 from .config import Settings
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
 DISK_CHECK_EVERY_BYTES = 16 * 1024 * 1024
 MAX_FILENAME_CHARS = 255
+BATCH_IDLE_SECONDS = 120.0  # a batch whose last request is older than this is over
 NOT_AN_IMAGE = "The file is not a supported image (JPEG, PNG, WebP, GIF or TIFF)."
 # Bidirectional overrides and isolates can make "gpj.exe" display as "exe.jpg".
 BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
@@ -108,6 +111,9 @@ class RequestBody:
     async def next_part(self, reader: MultipartReader):
         try:
             return await reader.next()
+        except HttpProcessingError:  # a part's headers: invalid characters, too long, a duplicate
+            raise BadRequest("The multipart body is malformed (a part's headers are invalid or too long).",
+                             code="bad_multipart") from None
         except (ValueError, AssertionError, KeyError) as exc:
             raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
 
@@ -192,19 +198,34 @@ class Ingest:
         self.storage = storage
         self.settings = settings
         self.limits = settings.upload
+        self._open_batches: dict[int, tuple[str, float]] = {}  # album id -> (batch, when its last request came)
 
-    async def check_can_accept(self, album_id: int, content_length: int | None) -> None:
-        """Everything decided before a byte of the body is read."""
+    async def check_can_accept(self, album_id: int, content_length: int | None, batch: str | None = None) -> None:
+        """Everything decided before a byte of the body is read.
+
+        `batch` names a set of upload requests that belong together (the web UI sends a batch of files a few at a
+        time): with block_while_processing, an album busy with its own open batch still takes that batch's files.
+        """
         if await self.db.get_album(album_id) is None:
             raise NotFound("There is no album with that id.")
         if content_length is not None and content_length > self.limits.max_request_bytes:
             raise request_too_large(self.limits.max_request_bytes)
-        if self.limits.block_while_processing and await self.db.album_has_unfinished_jobs(album_id):
-            raise Conflict("This album is still processing earlier uploads; try again when it is done.",
-                           code="album_busy")
+        if self.limits.block_while_processing:
+            if not self._continues_open_batch(album_id, batch) and await self.db.album_has_unfinished_jobs(album_id):
+                raise Conflict("This album is still processing earlier uploads; try again when it is done.",
+                               code="album_busy")
+            if batch is not None:
+                self._open_batches[album_id] = (batch, time.monotonic())
         if not await self.queue.has_room():
             raise Overloaded("The processing queue is full; try again in a minute.", headers={"Retry-After": "60"})
         self._check_disk(content_length or 0)
+
+    def _continues_open_batch(self, album_id: int, batch: str | None) -> bool:
+        open_batch = self._open_batches.get(album_id)
+        return (
+            batch is not None and open_batch is not None and open_batch[0] == batch
+            and time.monotonic() - open_batch[1] < BATCH_IDLE_SECONDS
+        )
 
     def _check_disk(self, incoming: int) -> None:
         if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:

@@ -62,9 +62,13 @@ class ImageProcess:
 
     async def render(self, source: str, specs: list[imaging.OutputSpec], dest_dir: str) -> list[imaging.OutputResult]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._ensure(), imaging.render, source, specs, dest_dir, self._settings.storage.fsync
-        )
+        args = (imaging.render, source, specs, dest_dir, self._settings.storage.fsync)
+        try:
+            future = loop.run_in_executor(self._ensure(), *args)
+        except BrokenProcessPool:
+            # The child died while idle (e.g. the OOM killer chose it): not this job's doing, so start a new one.
+            self.discard(kill=True)
+            future = loop.run_in_executor(self._ensure(), *args)
         return await asyncio.wait_for(future, self._settings.processing.job_timeout_seconds)
 
     def child_pids(self) -> list[int]:
@@ -163,6 +167,11 @@ class WorkerPool:
             await self.queue.release(job)
             log.info("job %d (%s of photo %d) interrupted by shutdown; it runs again at the next start",
                      job.id, job.kind, job.photo_id)
+        except Exception:
+            # Recording the outcome failed (database locked too long, disk full, I/O error). The worker must live
+            # on: the job keeps its lease, which is no longer renewed, so the sweep gives it another attempt.
+            log.exception("could not record the outcome of job %d (%s of photo %d); it runs again once its lease "
+                          "expires", job.id, job.kind, job.photo_id)
         finally:
             self._running.pop(job.id, None)
 

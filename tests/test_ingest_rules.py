@@ -233,3 +233,21 @@ async def test_the_request_byte_cap_counts_each_request_on_its_own(start_client)
                            data=multipart(*[(f"{i}.png", noisy_png(160, 160, seed=10 + i)) for i in range(4)])) as r:
         assert r.status == 413 and (await r.json())["error"] == "request_too_large"
     assert leftovers(client) == []
+
+
+async def test_a_busy_album_still_takes_the_rest_of_its_open_batch(start_client):
+    client = await start_client(upload={"block_while_processing": True})
+    async with client.post("/api/albums", json={"name": "A"}, headers=AUTH) as r:
+        album = (await r.json())["id"]
+    await client.post("/api/admin/queue/pause", headers=AUTH)
+    batch = {**AUTH, "X-Photoq-Batch": "batch-0001-abcd"}
+    status, _ = await upload(client, album, ("a.jpg", jpeg(seed=1)), headers=batch)
+    assert status == 202
+    status, _ = await upload(client, album, ("b.jpg", jpeg(seed=2)), headers=batch)
+    assert status == 202, "the second request of the same batch must be accepted"
+    status, body = await upload(client, album, ("c.jpg", jpeg(seed=3)),
+                                headers={**AUTH, "X-Photoq-Batch": "another-batch-99"})
+    assert status == 409 and body["error"] == "album_busy"
+    async with client.get("/api/albums", headers=AUTH) as r:
+        assert (await r.json())["albums"][0]["processing"] is True
+    await client.post("/api/admin/queue/resume", headers=AUTH)

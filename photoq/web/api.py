@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 from aiohttp import web
 
@@ -46,7 +47,7 @@ def status_param(request: web.Request) -> Status | None:
 async def json_body(request: web.Request) -> dict:
     try:
         body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, nesting deeper than Python's stack
         raise BadRequest("The request body must be valid JSON.", code="bad_json") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.", code="bad_json")
@@ -122,6 +123,8 @@ async def create_album(request: web.Request) -> web.Response:
     name = name.strip()
     if len(name) > MAX_ALBUM_NAME:
         raise BadRequest(f"The album name is longer than {MAX_ALBUM_NAME} characters.", code="bad_name")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):  # NUL, line breaks, unpaired surrogates
+        raise BadRequest("The album name may not contain control characters or invalid text.", code="bad_name")
     album = await request.app[DB].create_album(name, request.app[QUEUE].clock())
     request.app[QUEUE].events.stats_changed()
     return web.json_response({"id": album.id, "name": album.name, "created_at": iso(album.created_at)}, status=201)
@@ -153,11 +156,21 @@ async def delete_album(request: web.Request) -> web.Response:
 # -- upload ----------------------------------------------------------------------------------------------------
 
 
+BATCH_HEADER = "X-Photoq-Batch"
+
+
+def upload_batch(request: web.Request) -> str | None:
+    value = request.headers.get(BATCH_HEADER, "")
+    if 8 <= len(value) <= 64 and value.isascii() and all(c.isalnum() or c in "-_" for c in value):
+        return value
+    return None
+
+
 @routes.post("/api/albums/{id}/photos")
 async def upload_photos(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
     album_id = parse_id(request.match_info["id"])
-    await ingest.check_can_accept(album_id, request.content_length)
+    await ingest.check_can_accept(album_id, request.content_length, upload_batch(request))
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Send the files as multipart/form-data, in parts named 'file'.", code="bad_multipart")
     try:

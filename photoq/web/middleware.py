@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from ..errors import Forbidden, PayloadTooLarge, PhotoqError, Unauthorized
+from ..config import RateLimitSettings
+from ..errors import Forbidden, PayloadTooLarge, PhotoqError, RateLimited, Unauthorized
+from ..ratelimit import RateLimiter, retry_after_seconds
 from .keys import AUTH_KIND, CREDENTIALS
 
 log = logging.getLogger("photoq.web")
@@ -85,6 +88,39 @@ async def security_headers_middleware(request: web.Request, handler):
         for name, value in PAGE_HEADERS.items():
             response.headers.setdefault(name, value)
     return response
+
+
+FILE_ROUTES = {"/api/photos/{id}/file"}
+FREE_PATHS = {"/healthz"}
+
+
+def request_cost(request: web.Request, settings: RateLimitSettings) -> float:
+    """Tokens a request spends: nothing for health checks and static files, little for image files."""
+    if request.path in FREE_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+        return 0.0
+    resource = request.match_info.route.resource
+    if request.method in ("GET", "HEAD") and resource is not None and resource.canonical in FILE_ROUTES:
+        return settings.file_request_cost
+    return 1.0
+
+
+def ratelimit_middleware(settings: RateLimitSettings, clock=time.monotonic):
+    """Per-client token buckets keyed by the peer address; over the limit -> 429 with Retry-After.
+
+    Placed before authentication, so that floods of unauthenticated requests are limited too."""
+    limiter = RateLimiter(settings.capacity, settings.refill_per_second, clock=clock)
+
+    @web.middleware
+    async def ratelimit(request: web.Request, handler):
+        if settings.enabled:
+            wait = limiter.check(request.remote or "", request_cost(request, settings))
+            if wait:
+                seconds = retry_after_seconds(wait)
+                raise RateLimited(f"Too many requests from your address; try again in {seconds} s.",
+                                  headers={"Retry-After": str(seconds)})
+        return await handler(request)
+
+    return ratelimit
 
 
 def is_public(path: str) -> bool:

@@ -1,0 +1,556 @@
+// photoq album page: the uploader (file picker and drag and drop, XMLHttpRequest for byte progress) and the
+// live gallery (SSE `photo` events turn placeholders into thumbnails, `stats` events drive "Processing n of m").
+(function () {
+  'use strict';
+
+  const root = document.getElementById('album');
+  if (!root || !window.photoq) return;
+  const { csrf, api, events, announce, fetchPage, humanBytes } = window.photoq;
+
+  const albumId = root.dataset.albumId;
+  const blockMode = root.dataset.block === '1';
+  const livePage = root.dataset.live === '1';  // the newest page: new photos appear here
+  const thumbs = JSON.parse(root.dataset.thumbs || '[]');
+  const maxFileBytes = Number(root.dataset.maxFileBytes) || Infinity;
+  const maxFilesPerRequest = Number(root.dataset.maxFiles) || 500;
+  const CONCURRENCY = 3;
+  const MAX_SERVER_RETRIES = 5;
+
+  const $ = (id) => document.getElementById(id);
+  const gallery = $('gallery');
+  const uploadPanel = $('upload-panel');
+  const processingPanel = $('processing-panel');
+  const resultsPanel = $('upload-results');
+  const uploadList = $('upload-list');
+  const rowTemplate = $('upload-row-template');
+
+  window.photoqAlbumPage = { uploadsStarted: 0 };  // lets tests (and curious people) see the page is live
+
+  // -- helpers ---------------------------------------------------------------------------------------------------
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === 'text') node.textContent = value;
+      else node.setAttribute(key, value === true ? '' : value);
+    }
+    for (const child of children || []) if (child) node.append(child);
+    return node;
+  }
+
+  function fileUrl(id, variant) {
+    return '/api/photos/' + id + '/file?variant=' + encodeURIComponent(variant);
+  }
+
+  function icon(name, cls) {
+    const template = $('icon-' + name);
+    const svg = template ? template.content.firstElementChild.cloneNode(true) : null;
+    if (svg && cls) svg.setAttribute('class', cls);
+    return svg;
+  }
+
+  function plural(n, word) { return n + ' ' + word + (n === 1 ? '' : 's'); }
+
+  // -- gallery tiles ---------------------------------------------------------------------------------------------
+
+  const STATE_LABELS = { queued: 'Queued', generating: 'Generating…', failed: 'Failed' };
+
+  function tileState(photo) {
+    if (photo.thumbnail_status === 'complete') return 'done';
+    if (photo.processing_status === 'failed') return 'failed';
+    if (photo.thumbnail_status === 'processing') return 'generating';
+    return 'queued';
+  }
+
+  function tileFor(id) { return document.getElementById('photo-' + id); }
+
+  function retryForm(id, filename) {
+    return el('form', { class: 'tile-retry js-retry', method: 'post', action: '/photos/' + id + '/retry' }, [
+      el('input', { type: 'hidden', name: 'csrf_token', value: csrf }),
+      el('input', { type: 'hidden', name: 'next', value: window.location.pathname }),
+      el('button', { class: 'button small', type: 'submit', 'aria-label': 'Retry ' + filename }, [icon('retry', 'icon'), 'Retry']),
+    ]);
+  }
+
+  /** Bring a tile up to date with a photo's statuses; builds the same markup as templates/_tile.html. */
+  function renderTile(tile, photo) {
+    const id = Number(tile.dataset.photoId);
+    const filename = tile.dataset.filename || ('Photo ' + id);
+    const state = tileState(photo);
+    const failed = photo.processing_status === 'failed';
+    tile.dataset.status = photo.processing_status;
+    if (tile.dataset.state === state && (tile.dataset.failed === '1') === failed && tile.firstElementChild) return;
+    tile.dataset.state = state;
+    if (failed) tile.dataset.failed = '1'; else delete tile.dataset.failed;
+
+    const link = el('a', { class: 'tile-link', href: '/photos/' + id });
+    if (state === 'done') {
+      const middle = thumbs.length ? thumbs[Math.floor(thumbs.length / 2)][0] : 'original';
+      link.append(el('img', {
+        class: 'tile-img', src: fileUrl(id, middle), alt: filename, decoding: 'async',
+        srcset: thumbs.map(([name, width]) => fileUrl(id, name) + ' ' + width + 'w').join(', '),
+        sizes: '(min-width: 40rem) 12rem, 34vw',
+      }));
+    } else {
+      const marker = state === 'failed' ? icon('alert', 'state-icon')
+        : el('span', { class: 'spinner' + (state === 'queued' ? ' idle' : ''), 'aria-hidden': 'true' });
+      link.append(el('span', { class: 'placeholder' }, [
+        el('span', { class: 'placeholder-state' }, [marker, el('span', { class: 'state-label', text: STATE_LABELS[state] })]),
+        el('span', { class: 'placeholder-name', text: filename }),
+      ]));
+    }
+    const children = [link];
+    if (failed) children.push(retryForm(id, filename));
+    const hadFocus = tile.contains(document.activeElement);
+    tile.replaceChildren(...children);
+    if (hadFocus) link.focus();
+  }
+
+  function addTile(photo, filename) {
+    let tile = tileFor(photo.id);
+    if (!tile) {
+      if (!livePage) return null;
+      tile = el('li', { class: 'tile', id: 'photo-' + photo.id, 'data-photo-id': String(photo.id), 'data-filename': filename });
+      // Newest first: before the first tile with a smaller id.
+      const after = Array.from(gallery.children).find((t) => Number(t.dataset.photoId) < photo.id);
+      gallery.insertBefore(tile, after || null);
+      $('gallery-empty').hidden = true;
+    } else if (filename && !tile.dataset.filename) {
+      tile.dataset.filename = filename;
+    }
+    renderTile(tile, photo);
+    return tile;
+  }
+
+  // -- error report ----------------------------------------------------------------------------------------------
+
+  const errorReport = $('error-report');
+  const errorList = $('error-list');
+
+  function updateErrorReport(photo) {
+    const existing = document.getElementById('error-' + photo.id);
+    if (photo.processing_status !== 'failed') {
+      if (existing) existing.remove();
+      if (!errorList.children.length) errorReport.hidden = true;
+      return;
+    }
+    const tile = tileFor(photo.id);
+    const filename = (tile && tile.dataset.filename) || ('Photo ' + photo.id);
+    const item = el('li', { id: 'error-' + photo.id, 'data-photo-id': String(photo.id) }, [
+      el('div', { class: 'error-main' }, [
+        el('a', { href: '/photos/' + photo.id, text: filename }),
+        el('p', { class: 'error-text', text: photo.error || 'Processing failed.' }),
+      ]),
+      (() => { const form = retryForm(photo.id, filename); form.className = 'js-retry'; return form; })(),
+    ]);
+    if (existing) existing.replaceWith(item); else errorList.prepend(item);
+    errorReport.hidden = false;
+  }
+
+  function setFailedCount(n) {
+    $('errors-count').textContent = String(n);
+    $('errors-count-s').textContent = n === 1 ? '' : 's';
+    if (n === 0) { errorReport.hidden = true; }
+  }
+
+  // -- photo events ----------------------------------------------------------------------------------------------
+
+  const unclaimed = new Map();  // photo id -> latest event, for photos not on the page yet
+  let discoverTimer = null;
+
+  function onPhoto(photo) {
+    if (String(photo.album_id) !== String(albumId)) return;
+    const tile = tileFor(photo.id);
+    if (tile) renderTile(tile, photo);
+    else if (livePage) {
+      unclaimed.set(photo.id, photo);
+      // Our own uploads claim their tiles when their response arrives; others are looked up in a moment.
+      if (!discoverTimer) discoverTimer = window.setTimeout(() => { discoverTimer = null; if (unclaimed.size) sync(); }, 1500);
+    }
+    updateErrorReport(photo);
+    if (busy) scheduleBusyCheck();
+  }
+
+  /** Catch up with the server: statuses of unfinished tiles, and photos added elsewhere (another tab, curl). */
+  let syncing = false;
+  async function sync() {
+    if (syncing) return;
+    syncing = true;
+    try {
+      const tiles = Array.from(gallery.children);
+      const unfinished = tiles.filter((t) => t.dataset.status === 'pending' || t.dataset.status === 'processing');
+      const ids = tiles.map((t) => Number(t.dataset.photoId));
+      const newest = ids.length ? Math.max(...ids) : 0;
+      let after = newest;
+      if (unfinished.length) after = Math.min(after, ...unfinished.map((t) => Number(t.dataset.photoId) - 1));
+      if (!livePage && !unfinished.length) return;
+      for (let page = 0; page < 20; page += 1) {
+        const response = await fetch('/api/albums/' + albumId + '/photos?limit=500&after=' + after, { credentials: 'same-origin' });
+        if (!response.ok) return;
+        const body = await response.json();
+        for (const photo of body.photos) {
+          unclaimed.delete(photo.id);
+          if (tileFor(photo.id)) renderTile(tileFor(photo.id), photo);
+          else if (photo.id > newest) addTile(photo, photo.filename);
+          updateErrorReport(photo);
+        }
+        if (!body.next) break;
+        after = Number(body.next);
+      }
+    } catch (e) {
+      // offline for a moment: the next (re)connection syncs again
+    } finally {
+      syncing = false;
+    }
+  }
+
+  // -- retry buttons (tiles and error report) ---------------------------------------------------------------------
+
+  document.addEventListener('submit', async (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.classList.contains('js-retry')) return;
+    event.preventDefault();
+    const id = Number(form.action.match(/\/photos\/(\d+)\/retry/)[1]);
+    const button = form.querySelector('button');
+    button.disabled = true;
+    try {
+      const result = await api('POST', '/api/photos/' + id + '/retry');
+      if (result.status === 202 && result.data) {
+        onPhoto(result.data);
+        announce('Queued again.');
+      } else if (result.status === 409) {
+        // Already retried elsewhere, or still running: show what the server says and refresh the tile.
+        announce((result.data && result.data.message) || 'Nothing to retry.');
+        sync();
+      } else {
+        form.submit();  // fall back to the plain form post
+      }
+    } catch (e) {
+      form.submit();
+    } finally {
+      if (button.isConnected) button.disabled = false;
+    }
+  });
+
+  // -- processing progress ("Processing 12 of 50") ----------------------------------------------------------------
+
+  let busy = root.dataset.busy === '1';
+  let runActive = Number(root.dataset.unfinished) > 0;
+  let idleSettled = Number(root.dataset.settled);  // complete + failed when the current run began
+  let idleFailed = Number(root.dataset.failed);
+  let lastUnfinished = Number(root.dataset.unfinished);
+  const processingText = $('processing-text');
+  const processingBar = $('processing-progress');
+
+  function onStats(stats) {
+    const unfinished = stats.pending + stats.processing;
+    const settled = stats.complete + stats.failed;
+    lastUnfinished = unfinished;
+    $('photo-total').textContent = String(stats.total);
+    $('photo-total-s').textContent = stats.total === 1 ? '' : 's';
+    setFailedCount(stats.failed);
+    if (stats.failed > 0 && errorList.children.length) errorReport.hidden = false;
+
+    if (unfinished > 0) {
+      if (!runActive) { runActive = true; }
+      const done = Math.max(0, settled - idleSettled);
+      const total = done + unfinished;
+      processingPanel.hidden = false;
+      processingText.textContent = 'Processing ' + done + ' of ' + total;
+      processingBar.max = total;
+      processingBar.value = done;
+    } else {
+      if (runActive) {
+        const done = Math.max(0, settled - idleSettled);
+        const failed = Math.max(0, stats.failed - idleFailed);
+        processingText.textContent = done
+          ? (done === 1 ? 'The photo is processed' : 'All ' + done + ' photos are processed') + (failed ? ' (' + failed + ' failed)' : '') + '.'
+          : 'Processing is done.';
+        processingBar.max = 1;
+        processingBar.value = 1;
+        runActive = false;
+      } else if (!busy) {
+        processingPanel.hidden = true;
+      }
+      idleSettled = settled;
+      idleFailed = stats.failed;
+      if (busy) scheduleBusyCheck();
+    }
+  }
+
+  // -- block_while_processing: the upload form comes back by itself --------------------------------------------------
+
+  let busyTimer = null;
+  function scheduleBusyCheck() {
+    if (busyTimer || lastUnfinished > 0) return;
+    busyTimer = window.setTimeout(checkBusy, 300);
+  }
+
+  async function checkBusy() {
+    busyTimer = null;
+    const fresh = await fetchPage(window.location.pathname);
+    const freshRoot = fresh && fresh.getElementById('album');
+    if (freshRoot && freshRoot.dataset.busy === '0') {
+      setBusy(false);
+      announce('Processing is done. You can upload more photos.');
+    } else if (lastUnfinished === 0) {
+      busyTimer = window.setTimeout(checkBusy, 2000);  // a last job of a failed photo may still be running
+    }
+  }
+
+  function setBusy(value) {
+    busy = value;
+    root.dataset.busy = value ? '1' : '0';
+    uploadPanel.hidden = value;
+    $('busy-note').hidden = !value;
+    if (value) processingPanel.hidden = false;
+    else if (!runActive) processingPanel.hidden = true;
+  }
+
+  // -- uploads ---------------------------------------------------------------------------------------------------
+
+  let entries = [];  // {file, row, bar, status, loaded, done}
+  const waiting = [];
+  let active = 0;
+
+  function startBatch() {
+    // A new selection after the last one finished starts a fresh list.
+    if (active === 0 && !waiting.length) {
+      entries = [];
+      uploadList.replaceChildren();
+    }
+    resultsPanel.hidden = false;
+    $('upload-clear').hidden = true;
+  }
+
+  function addFiles(fileList) {
+    const files = Array.from(fileList || []);
+    if (!files.length) return;
+    if (busy) {
+      announce('This album is still processing earlier uploads; try again when it is done.');
+      return;
+    }
+    startBatch();
+    window.photoqAlbumPage.uploadsStarted += files.length;
+    const fresh = files.map((file) => {
+      const row = rowTemplate.content.firstElementChild.cloneNode(true);
+      row.querySelector('.upload-name').textContent = file.name;
+      row.querySelector('.upload-size').textContent = humanBytes(file.size);
+      const bar = row.querySelector('.upload-bar');
+      bar.max = Math.max(file.size, 1);
+      bar.setAttribute('aria-label', 'Upload of ' + file.name);
+      uploadList.append(row);
+      const entry = { file, row, bar, status: row.querySelector('.upload-status'), loaded: 0, done: false };
+      entries.push(entry);
+      return entry;
+    });
+    const sendable = [];
+    for (const entry of fresh) {
+      if (entry.file.size > maxFileBytes) {
+        finish(entry, 'rejected', 'The file is larger than the ' + humanBytes(maxFileBytes) + ' allowed.');
+      } else {
+        sendable.push(entry);
+      }
+    }
+    if (blockMode) {
+      // The album refuses uploads while it has unfinished jobs: send the whole selection as one request.
+      for (let i = 0; i < sendable.length; i += maxFilesPerRequest) waiting.push(sendable.slice(i, i + maxFilesPerRequest));
+    } else {
+      for (const entry of sendable) waiting.push([entry]);
+    }
+    pump();
+    updateOverall();
+  }
+
+  function pump() {
+    while (active < (blockMode ? 1 : CONCURRENCY) && waiting.length) {
+      const group = waiting.shift();
+      active += 1;
+      send(group, 0).finally(() => {
+        active -= 1;
+        pump();
+        updateOverall();
+      });
+    }
+  }
+
+  function setRow(entry, state, text) {
+    entry.row.dataset.state = state;
+    entry.status.textContent = text;
+  }
+
+  function finish(entry, state, text, link) {
+    entry.done = true;
+    entry.outcome = state;
+    setRow(entry, state, '');
+    if (link) {
+      entry.status.append(text + ' ', el('a', { href: link.href, text: link.text }));
+    } else {
+      entry.status.textContent = text;
+    }
+    if (state === 'uploaded' || state === 'duplicate') entry.loaded = entry.file.size;
+    entry.bar.value = entry.bar.max;
+    updateOverall();
+  }
+
+  function send(group, attempt) {
+    return new Promise((resolve) => {
+      const form = new FormData();
+      for (const entry of group) {
+        form.append('file', entry.file, entry.file.name);
+        setRow(entry, 'uploading', 'Uploading…');
+      }
+      const sizes = group.map((e) => e.file.size);
+      const totalSize = sizes.reduce((a, b) => a + b, 0) || 1;
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', '/api/albums/' + albumId + '/photos');
+      xhr.setRequestHeader('X-CSRF-Token', csrf);
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.upload.onprogress = (event) => {
+        if (!event.lengthComputable) return;
+        // Spread the request's bytes over its files in order (multipart overhead is a few hundred bytes).
+        let sent = (event.loaded / event.total) * totalSize;
+        group.forEach((entry, i) => {
+          const share = Math.min(sizes[i], sent);
+          sent -= share;
+          entry.loaded = share;
+          entry.bar.value = share;
+          if (share > 0 && !entry.done) {
+            entry.status.textContent = share >= sizes[i] ? 'Sent, waiting for the server…' : Math.floor((share / Math.max(sizes[i], 1)) * 100) + '%';
+          }
+        });
+        updateOverall();
+      };
+      xhr.onload = () => {
+        let body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+        const status = xhr.status;
+        if ((status === 503 || status === 429) && attempt < MAX_SERVER_RETRIES) {
+          const wait = Math.min(Number(xhr.getResponseHeader('Retry-After')) || 5, 120);
+          group.forEach((entry) => setRow(entry, 'waiting', 'Server busy; trying again in ' + wait + ' s'));
+          window.setTimeout(() => send(group, attempt + 1).then(resolve), wait * 1000);
+          return;
+        }
+        if (body && Array.isArray(body.photos) && body.photos.length === group.length) {
+          body.photos.forEach((result, i) => handleResult(group[i], result));
+          if (blockMode && body.accepted > 0) setBusy(true);
+        } else {
+          const message = (body && body.message) || ('The upload failed (HTTP ' + status + ').');
+          if (status === 401) {
+            group.forEach((entry) => finish(entry, 'rejected', 'Your session has ended.', { href: '/login?next=' + encodeURIComponent(window.location.pathname), text: 'Log in again' }));
+          } else {
+            group.forEach((entry) => finish(entry, 'rejected', message));
+          }
+          if (body && body.error === 'album_busy') setBusy(true);
+        }
+        resolve();
+      };
+      xhr.onerror = () => {
+        group.forEach((entry) => finish(entry, 'rejected', 'The upload did not reach the server (network error).'));
+        resolve();
+      };
+      xhr.send(form);
+    });
+  }
+
+  function handleResult(entry, result) {
+    if (result.status === 'pending') {
+      finish(entry, 'uploaded', 'Uploaded');
+      const known = unclaimed.get(result.id);
+      unclaimed.delete(result.id);
+      const tile = addTile(known || { id: result.id, album_id: Number(albumId), processing_status: 'pending',
+        thumbnail_status: 'pending', variant_status: 'pending', error: null }, result.filename || entry.file.name);
+      if (tile) entry.row.dataset.photoId = String(result.id);
+    } else if (result.status === 'duplicate') {
+      finish(entry, 'duplicate', 'Already in this album.', { href: '/photos/' + result.duplicate_of, text: 'See the photo' });
+    } else {
+      finish(entry, 'rejected', result.message || 'The server refused this file.');
+    }
+  }
+
+  function updateOverall() {
+    if (!entries.length) return;
+    const counted = entries.filter((e) => e.outcome !== 'rejected' || e.loaded > 0 || !e.done);
+    const total = counted.reduce((sum, e) => sum + e.file.size, 0);
+    const sent = counted.reduce((sum, e) => sum + Math.min(e.loaded, e.file.size), 0);
+    const progress = $('upload-progress');
+    progress.max = Math.max(total, 1);
+    progress.value = Math.min(sent, progress.max);
+    progress.dataset.sentBytes = String(sent);
+    progress.dataset.totalBytes = String(total);
+    $('upload-bytes').textContent = humanBytes(sent) + ' of ' + humanBytes(total) + ' sent';
+    const finished = entries.filter((e) => e.done);
+    const uploaded = finished.filter((e) => e.outcome === 'uploaded').length;
+    const duplicates = finished.filter((e) => e.outcome === 'duplicate').length;
+    const rejected = finished.filter((e) => e.outcome === 'rejected').length;
+    const text = $('upload-text');
+    if (finished.length < entries.length) {
+      text.textContent = 'Uploading: ' + finished.length + ' of ' + plural(entries.length, 'file') + ' done';
+      $('upload-heading-live').textContent = 'Uploading';
+    } else {
+      const parts = [plural(uploaded, 'photo') + ' uploaded'];
+      if (duplicates) parts.push(duplicates + ' already in the album');
+      if (rejected) parts.push(rejected + ' rejected');
+      text.textContent = parts.join(', ') + '.';
+      $('upload-heading-live').textContent = 'Upload finished';
+      $('upload-clear').hidden = false;
+      progress.value = progress.max;
+    }
+  }
+
+  $('upload-clear').addEventListener('click', () => {
+    entries = [];
+    uploadList.replaceChildren();
+    resultsPanel.hidden = true;
+    $('file-input').focus();
+  });
+
+  window.addEventListener('beforeunload', (event) => {
+    if (active > 0 || waiting.length) {
+      event.preventDefault();
+      event.returnValue = '';
+    }
+  });
+
+  // -- picking and dropping files ----------------------------------------------------------------------------------
+
+  const input = $('file-input');
+  input.addEventListener('change', () => {
+    addFiles(input.files);
+    input.value = '';
+  });
+
+  const dropzone = $('dropzone');
+  let dragDepth = 0;
+  function hasFiles(event) {
+    return event.dataTransfer && Array.from(event.dataTransfer.types || []).includes('Files');
+  }
+  document.addEventListener('dragenter', (event) => {
+    if (!hasFiles(event) || uploadPanel.hidden) return;
+    dragDepth += 1;
+    dropzone.classList.add('dragging');
+  });
+  document.addEventListener('dragleave', () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) dropzone.classList.remove('dragging');
+  });
+  document.addEventListener('dragover', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();  // anywhere on the page: never let the browser open the file instead
+    event.dataTransfer.dropEffect = uploadPanel.hidden ? 'none' : 'copy';
+  });
+  document.addEventListener('drop', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    dragDepth = 0;
+    dropzone.classList.remove('dragging');
+    if (!uploadPanel.hidden) addFiles(event.dataTransfer.files);
+  });
+
+  // -- live updates ------------------------------------------------------------------------------------------------
+
+  if (window.EventSource) {
+    events(albumId, { stats: onStats, photo: onPhoto, resync: sync });
+  }
+})();

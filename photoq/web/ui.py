@@ -1,0 +1,474 @@
+"""The web UI: server-rendered pages, and plain form posts that redirect (303) back to a page.
+
+Every page works without JavaScript where it can; photoq/static/*.js adds liveness (SSE) and the uploader,
+talking to the JSON API with the session cookie and the X-CSRF-Token header. Authentication and CSRF checks are
+done by the middleware before any handler here runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ..config import Settings
+from ..models import Album, Photo, Status
+from .api import MAX_ALBUM_NAME, MAX_SQLITE_INTEGER
+from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
+from .session import safe_next
+from .templating import render
+
+routes = web.RouteTableDef()
+
+PAGE_SIZE = 120
+ERROR_REPORT_LIMIT = 200
+FLASH_COOKIE = "photoq_flash"
+# Formats every browser can show as they are; a TIFF original is never put in an <img>.
+BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
+
+FLASH_MESSAGES = {
+    "album_created": "Album created. Add photos below.",
+    "album_deleted": "The album and its photos were deleted.",
+    "photo_deleted": "The photo was deleted.",
+    "retried": "Queued again: {n} failed part(s).",
+    "retried_photo": "The photo is queued again.",
+    "nothing_to_retry": "Nothing has failed, so there was nothing to retry.",
+    "errors_cleared": "Removed {n} failed photo(s) from the album.",
+    "paused": "Processing is paused. Uploads are still accepted and wait in the queue.",
+    "resumed": "Processing resumed.",
+    "failed_cleared": "Forgot {n} failed job(s). Their photos stay marked as failed.",
+}
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def parse_page_id(raw: str | None) -> int | None:
+    """A path or query id; None when it is not a positive whole number a row could have."""
+    if raw is None or not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_SQLITE_INTEGER else None
+
+
+def static_url(request: web.Request, filename: str) -> str:
+    return str(request.app.router["static"].url_for(filename=filename))
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return ""
+    if size < 1000:
+        return f"{size} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            return f"{size:.1f} {unit}" if size < 100 else f"{size:.0f} {unit}"
+    return ""  # unreachable
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "none waiting"
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def utc_datetime(ts: float | None) -> dict | None:
+    """A time for <time datetime=...>: the machine value and a readable UTC fallback (JS shows local time)."""
+    if ts is None:
+        return None
+    moment = datetime.fromtimestamp(ts, timezone.utc)
+    return {"iso": moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "text": moment.strftime("%d %b %Y, %H:%M UTC")}
+
+
+def taken_at_text(raw: str | None) -> dict | None:
+    """EXIF capture time: UTC when the camera wrote an offset ("...Z"), else the camera's local clock."""
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return {"iso": None, "text": raw}
+    if moment.tzinfo is None:
+        return {"iso": None, "text": moment.strftime("%d %b %Y, %H:%M") + " (camera time)"}
+    return {"iso": raw, "text": moment.strftime("%d %b %Y, %H:%M UTC")}
+
+
+def camera_text(exif: dict) -> str | None:
+    make = (exif.get("make") or "").strip()
+    model = (exif.get("model") or "").strip()
+    if make and model.lower().startswith(make.lower()):
+        make = ""  # "Canon" + "Canon EOS R6" reads as "Canon EOS R6"
+    camera = " ".join(part for part in (make, model) if part)
+    return camera or None
+
+
+def exposure_text(exif: dict) -> str | None:
+    parts = []
+    if exif.get("focal_length"):
+        parts.append(f"{exif['focal_length']:g} mm")
+    if exif.get("f_number"):
+        parts.append(f"f/{exif['f_number']:g}")
+    if exif.get("exposure_time"):
+        t = exif["exposure_time"]
+        parts.append(f"1/{round(1 / t)} s" if 0 < t < 1 else f"{t:g} s")
+    if exif.get("iso"):
+        parts.append(f"ISO {exif['iso']}")
+    return " · ".join(parts) or None
+
+
+def file_url(photo_id: int, variant: str) -> str:
+    return f"/api/photos/{photo_id}/file?variant={quote(variant, safe='')}"
+
+
+def thumbnail_specs(settings: Settings) -> list[tuple[str, int]]:
+    """(name, nominal width) of the thumbnail outputs, smallest first: the srcset of a grid image."""
+    return sorted(((o.name, o.width) for o in settings.outputs_for("thumbnail")), key=lambda item: item[1])
+
+
+def tile_state(photo: Photo) -> str:
+    """What a gallery tile shows: the thumbnail, or a placeholder saying where the photo is."""
+    if photo.thumbnail_status == Status.COMPLETE:
+        return "done"
+    if photo.processing_status == Status.FAILED:
+        return "failed"
+    if photo.thumbnail_status == Status.PROCESSING:
+        return "generating"
+    return "queued"
+
+
+def tile(photo: Photo, thumbs: list[tuple[str, int]]) -> dict:
+    return {
+        "id": photo.id,
+        "filename": photo.filename,
+        "state": tile_state(photo),
+        "status": str(photo.processing_status),
+        "failed": photo.processing_status == Status.FAILED,
+        "error": photo.error,
+        "src": file_url(photo.id, thumbs[len(thumbs) // 2][0]) if thumbs else file_url(photo.id, "original"),
+        "srcset": ", ".join(f"{file_url(photo.id, name)} {width}w" for name, width in thumbs),
+    }
+
+
+def take_flash(request: web.Request) -> str | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    code, _, number = raw.partition(":")
+    template = FLASH_MESSAGES.get(code)
+    if template is None:
+        return None
+    return template.format(n=int(number) if number.isdigit() else 0)
+
+
+def redirect(location: str, flash: str | None = None) -> web.HTTPSeeOther:
+    response = web.HTTPSeeOther(location)
+    if flash:
+        response.set_cookie(FLASH_COOKIE, flash, max_age=60, httponly=True, samesite="Strict", path="/")
+    return response
+
+
+async def page(request: web.Request, template: str, context: dict, status: int = 200) -> web.Response:
+    """Render a page with what every page needs: nav state, the flash message, asset URLs."""
+    flash = take_flash(request)
+    queue = request.app[QUEUE]
+    base = {
+        "static_url": lambda filename: static_url(request, filename),
+        "flash": flash,
+        "queue_paused": queue.paused,
+        "nav": context.pop("nav", None),
+        "human_bytes": human_bytes,
+    }
+    response = render(request, template, {**base, **context}, status=status)
+    if flash is not None or FLASH_COOKIE in request.cookies:
+        response.del_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+async def not_found(request: web.Request, what: str) -> web.Response:
+    return await page(request, "error.html", {"title": "Not found", "message": f"There is no {what} here. "
+                                              "It may have been deleted.", "nav": None}, status=404)
+
+
+async def album_or_none(request: web.Request) -> Album | None:
+    album_id = parse_page_id(request.match_info["id"])
+    return await request.app[DB].get_album(album_id) if album_id is not None else None
+
+
+async def photo_or_none(request: web.Request) -> Photo | None:
+    photo_id = parse_page_id(request.match_info["id"])
+    return await request.app[DB].get_photo(photo_id) if photo_id is not None else None
+
+
+async def form_field(request: web.Request, name: str) -> str | None:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return None
+    value = (await request.post()).get(name)
+    return value if isinstance(value, str) else None
+
+
+# -- albums ------------------------------------------------------------------------------------------------------
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    return await render_index(request)
+
+
+async def render_index(request: web.Request, error: str | None = None, name: str = "", status: int = 200):
+    db = request.app[DB]
+    albums = await db.list_albums()
+    covers = await db.album_cover_photo_ids()
+    thumbs = thumbnail_specs(request.app[CONFIG])
+    cards = []
+    for album in reversed(albums):  # newest album first
+        cover_id = covers.get(album.id)
+        cards.append({
+            "album": album,
+            "cover_src": file_url(cover_id, thumbs[-1][0]) if cover_id and thumbs else None,
+            "cover_srcset": ", ".join(f"{file_url(cover_id, n)} {w}w" for n, w in thumbs) if cover_id else "",
+            "created": utc_datetime(album.created_at),
+        })
+    return await page(request, "index.html", {
+        "cards": cards, "error": error, "name": name, "max_name": MAX_ALBUM_NAME, "nav": "albums",
+    }, status=status)
+
+
+@routes.post("/albums")
+async def create_album(request: web.Request) -> web.StreamResponse:
+    name = (await form_field(request, "name") or "").strip()
+    if not name:
+        return await render_index(request, "Give the album a name.", name, status=400)
+    if len(name) > MAX_ALBUM_NAME:
+        return await render_index(request, f"The name is longer than {MAX_ALBUM_NAME} characters.", name, 400)
+    queue = request.app[QUEUE]
+    album = await request.app[DB].create_album(name, queue.clock())
+    queue.events.stats_changed()
+    raise redirect(f"/albums/{album.id}", "album_created")
+
+
+@routes.get("/albums/{id}")
+async def album_page(request: web.Request) -> web.Response:
+    album = await album_or_none(request)
+    if album is None:
+        return await not_found(request, "album")
+    db = request.app[DB]
+    settings = request.app[CONFIG]
+    before = parse_page_id(request.query.get("before"))
+    rows = await db.album_photos_newest_first(album.id, before, PAGE_SIZE + 1)
+    photos, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    stats = await db.stats(album.id)
+    failed = await db.list_photos(album.id, Status.FAILED, ERROR_REPORT_LIMIT, 0) if stats.failed else []
+    has_unfinished_jobs = await db.album_has_unfinished_jobs(album.id)
+    block = settings.upload.block_while_processing
+    thumbs = thumbnail_specs(settings)
+    return await page(request, "album.html", {
+        "album": album,
+        "stats": stats,
+        "tiles": [tile(p, thumbs) for p in photos],
+        "older_url": f"/albums/{album.id}?before={photos[-1].id}" if more else None,
+        "first_page": before is None,
+        "failed": [tile(p, thumbs) for p in failed],
+        "failed_more": max(0, stats.failed - len(failed)),
+        "busy": block and has_unfinished_jobs,
+        "block": block,
+        "unfinished": stats.pending + stats.processing,
+        "settled": stats.complete + stats.failed,
+        "thumbs_json": json.dumps(thumbs),
+        "limits": settings.upload,
+        "max_file_text": human_bytes(settings.upload.max_file_bytes),
+        "created": utc_datetime(album.created_at),
+        "nav": "albums",
+    })
+
+
+@routes.post("/albums/{id}/delete")
+async def delete_album(request: web.Request) -> web.StreamResponse:
+    album = await album_or_none(request)
+    if album is None:
+        return await not_found(request, "album")
+    await request.app[DB].delete_album(album.id, request.app[STORAGE].remove_photo_files)
+    request.app[QUEUE].events.stats_changed([None, album.id])
+    raise redirect("/", "album_deleted")
+
+
+@routes.post("/albums/{id}/retry-failed")
+async def retry_album(request: web.Request) -> web.StreamResponse:
+    album = await album_or_none(request)
+    if album is None:
+        return await not_found(request, "album")
+    retried = 0
+    queue = request.app[QUEUE]
+    while True:  # in pages, so that an album with thousands of failures is retried whole
+        failed = await request.app[DB].list_photos(album.id, Status.FAILED, 500, 0)
+        for photo in failed:
+            if await queue.retry_photo(photo.id) is not None:
+                retried += 1
+        if len(failed) < 500:
+            break
+    raise redirect(f"/albums/{album.id}", f"retried:{retried}" if retried else "nothing_to_retry")
+
+
+@routes.post("/albums/{id}/clear-errors")
+async def clear_album_errors(request: web.Request) -> web.StreamResponse:
+    """Clear the album's error report by removing the photos that could not be processed."""
+    album = await album_or_none(request)
+    if album is None:
+        return await not_found(request, "album")
+    db, storage = request.app[DB], request.app[STORAGE]
+    removed = 0
+    while failed := await db.list_photos(album.id, Status.FAILED, 500, 0):
+        for photo in failed:
+            if await db.delete_photo(photo.id, storage.remove_photo_files):
+                removed += 1
+    request.app[QUEUE].events.stats_changed([None, album.id])
+    raise redirect(f"/albums/{album.id}", f"errors_cleared:{removed}")
+
+
+# -- photos ------------------------------------------------------------------------------------------------------
+
+
+@routes.get("/photos/{id}")
+async def photo_page(request: web.Request) -> web.Response:
+    photo = await photo_or_none(request)
+    if photo is None:
+        return await not_found(request, "photo")
+    db = request.app[DB]
+    settings = request.app[CONFIG]
+    album = await db.get_album(photo.album_id)
+    outputs = await db.photo_outputs(photo.id)
+    attempts = await db.photo_attempts(photo.id)
+    newer, older = await db.adjacent_photo_ids(photo.album_id, photo.id)
+
+    # Every ready display variant at its real width, widest last; one per width (small photos are never
+    # upscaled, so several variants can share a width).
+    by_width: dict[int, str] = {}
+    for output in sorted(settings.outputs_for("variant"), key=lambda o: o.width):
+        ready = outputs.get(output.name)
+        if ready is not None and ready.width not in by_width:
+            by_width[ready.width] = output.name
+    display = sorted(by_width.items())
+    if display:
+        src = file_url(photo.id, display[0][1] if display[0][0] >= 1000 else display[-1][1])
+        srcset = ", ".join(f"{file_url(photo.id, name)} {width}w" for width, name in display)
+        showing = "display"
+    elif photo.content_type in BROWSER_IMAGE_TYPES:
+        src, srcset, showing = file_url(photo.id, "original"), "", "original"
+    elif photo.thumbnail_status == Status.COMPLETE and (thumbs := thumbnail_specs(settings)):
+        src, srcset, showing = file_url(photo.id, thumbs[-1][0]), "", "thumbnail"
+    else:
+        src, srcset, showing = None, "", "none"
+    # The picture fits inside the viewport: as wide as the page allows, but no taller than ~80% of the screen.
+    aspect = photo.width / photo.height if photo.height else 1
+    sizes = f"min(100vw, 72rem, {math.ceil(80 * aspect)}vh)"
+
+    exif = photo.exif
+    history = [{
+        "kind": a.kind, "attempt": a.attempt, "outcome": a.outcome or "running", "error": a.error,
+        "started": utc_datetime(a.started_at),
+        "duration": f"{a.finished_at - a.started_at:.1f} s" if a.finished_at is not None else None,
+        "retry_at": utc_datetime(a.retry_at),
+    } for a in attempts]
+    return await page(request, "photo.html", {
+        "photo": photo,
+        "album": album,
+        "src": src,
+        "srcset": srcset,
+        "sizes": sizes,
+        "showing": showing,
+        "final": photo.processing_status in (Status.COMPLETE, Status.FAILED),
+        "camera": camera_text(exif),
+        "lens": (exif.get("lens_model") or "").strip() or None,
+        "exposure": exposure_text(exif),
+        "taken": taken_at_text(photo.taken_at),
+        "uploaded": utc_datetime(photo.created_at),
+        "completed": utc_datetime(photo.completed_at),
+        "history": history,
+        "newer": newer,
+        "older": older,
+        "original_url": file_url(photo.id, "original"),
+        "nav": "albums",
+    })
+
+
+@routes.post("/photos/{id}/retry")
+async def retry_photo(request: web.Request) -> web.StreamResponse:
+    photo = await photo_or_none(request)
+    if photo is None:
+        return await not_found(request, "photo")
+    target = safe_next(await form_field(request, "next") or f"/photos/{photo.id}")
+    state = await request.app[QUEUE].retry_photo(photo.id)
+    raise redirect(target, "retried_photo" if state is not None else "nothing_to_retry")
+
+
+@routes.post("/photos/{id}/delete")
+async def delete_photo(request: web.Request) -> web.StreamResponse:
+    photo = await photo_or_none(request)
+    if photo is None:
+        return await not_found(request, "photo")
+    await request.app[DB].delete_photo(photo.id, request.app[STORAGE].remove_photo_files)
+    request.app[QUEUE].events.stats_changed([None, photo.album_id])
+    raise redirect(f"/albums/{photo.album_id}", "photo_deleted")
+
+
+# -- queue -------------------------------------------------------------------------------------------------------
+
+
+@routes.get("/queue")
+async def queue_page(request: web.Request) -> web.Response:
+    queue = request.app[QUEUE]
+    overview = await queue.overview(Status.FAILED, limit=ERROR_REPORT_LIMIT)
+    running = (await queue.overview(Status.PROCESSING, limit=50))["jobs"]
+    labels = await request.app[DB].photo_labels([j["photo_id"] for j in overview["jobs"] + running])
+    workers = request.app[WORKERS] if WORKERS in request.app else None
+    oldest = overview["oldest_job_age_seconds"]
+    breaker = overview["circuit_breaker"]
+    return await page(request, "queue.html", {
+        "q": overview,
+        "failed_jobs": [{**j, "label": labels.get(j["photo_id"])} for j in overview["jobs"]],
+        "running_jobs": [{**j, "label": labels.get(j["photo_id"])} for j in running],
+        "oldest_text": human_age(oldest),
+        "oldest_seconds": oldest,
+        "breaker": breaker,
+        "workers_busy": workers.busy if workers is not None else 0,
+        "workers_total": workers.size if workers is not None else request.app[CONFIG].processing.workers,
+        "nav": "queue",
+    })
+
+
+@routes.post("/queue/pause")
+async def pause(request: web.Request) -> web.StreamResponse:
+    await request.app[QUEUE].pause()
+    request.app[QUEUE].events.stats_changed()
+    raise redirect("/queue", "paused")
+
+
+@routes.post("/queue/resume")
+async def resume(request: web.Request) -> web.StreamResponse:
+    await request.app[QUEUE].resume()
+    request.app[QUEUE].events.stats_changed()
+    raise redirect("/queue", "resumed")
+
+
+@routes.post("/queue/retry-failed")
+async def retry_all(request: web.Request) -> web.StreamResponse:
+    count = await request.app[QUEUE].retry_all_failed()
+    raise redirect("/queue", f"retried:{count}" if count else "nothing_to_retry")
+
+
+@routes.post("/queue/clear-failed")
+async def clear_failed(request: web.Request) -> web.StreamResponse:
+    count = await request.app[QUEUE].clear_failed()
+    request.app[QUEUE].events.stats_changed()
+    raise redirect("/queue", f"failed_cleared:{count}")
