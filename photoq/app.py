@@ -16,6 +16,7 @@ from .ingest import Ingest
 from .queue import JobQueue
 from .storage import Storage
 from .web import api, session, sse
+from .web import ui
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
 from .web.templating import TEMPLATES, make_environment
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(sse.routes)
     app.add_routes(session.routes)
+    app.add_routes(ui.routes)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     return app
 

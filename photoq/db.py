@@ -427,9 +427,11 @@ class Database:
         claimed: list[ClaimedJob] = []
         states: list[PhotoState] = []
         async with self.transaction() as tx:
+            # INDEXED BY: left to itself SQLite picks jobs_by_status and sorts every pending job on every claim,
+            # which grows with the backlog; the partial index hands out the next job in order.
             async with tx.execute(
                 f"""UPDATE jobs SET status = 'processing', attempts = attempts + 1, lease_expires_at = ?, updated_at = ?
-                    WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND run_at <= ?
+                    WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_runnable WHERE status = 'pending' AND run_at <= ?
                                  ORDER BY priority, run_at, id LIMIT ?)
                     RETURNING {JOB_COLUMNS}""",
                 (lease_until, now, now, limit),
@@ -518,10 +520,10 @@ class Database:
         ) as cur:
             if await cur.fetchone() is None:
                 return False
-        await tx.execute(
+        await tx.execute(  # photo_id lets SQLite use job_attempts_by_photo instead of scanning all history
             """UPDATE job_attempts SET finished_at = ?, outcome = ?, error = ?, retry_at = ?
-               WHERE job_id = ? AND attempt = ? AND outcome IS NULL""",
-            (now, outcome, error, run_at if outcome == "retry" else None, job.id, job.attempts),
+               WHERE photo_id = ? AND job_id = ? AND attempt = ? AND outcome IS NULL""",
+            (now, outcome, error, run_at if outcome == "retry" else None, job.photo_id, job.id, job.attempts),
         )
         return True
 

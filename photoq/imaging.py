@@ -774,8 +774,15 @@ def _remove_quietly(path: str) -> None:
 # --------------------------------------------------------------------------- workers
 
 
-def init_worker(max_pixels: int) -> None:
-    """ProcessPoolExecutor initializer: per-child Pillow settings."""
+def init_worker(max_pixels: int, niceness: int = 0) -> None:
+    """ProcessPoolExecutor initializer: per-child Pillow settings.
+
+    ``niceness`` is added to the child's nice value: image work is background work, and a lower priority keeps the
+    web process answering uploads and live progress promptly while every core renders. It costs no throughput, since
+    the children still get every cycle the web process does not use.
+    """
+    if niceness:
+        os.nice(niceness)
     Image.MAX_IMAGE_PIXELS = max_pixels
     # A truncated upload must fail as CorruptImage, never render half grey.
     ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -34,6 +34,11 @@ def output_specs(outputs: Sequence[Output], settings: Settings) -> list[imaging.
     ]
 
 
+# Image processes run at a lower CPU priority, so uploads and live progress stay prompt while every core renders
+# (measured by `make bench`: ingest and SSE latency with both cores busy); idle cycles still all go to rendering.
+IMAGE_PROCESS_NICENESS = 10
+
+
 def _process_context():
     # aiosqlite's thread already exists, so forking the event loop's process is unsafe; a forkserver child is
     # forked from a clean single-threaded server process that has imported only the imaging code.
@@ -55,7 +60,7 @@ class ImageProcess:
                 max_workers=1,
                 mp_context=_process_context(),
                 initializer=imaging.init_worker,
-                initargs=(self._settings.upload.max_pixels,),
+                initargs=(self._settings.upload.max_pixels, IMAGE_PROCESS_NICENESS),
                 max_tasks_per_child=self._settings.processing.max_tasks_per_child,
             )
         return self._executor
@@ -70,6 +75,15 @@ class ImageProcess:
             self.discard(kill=True)
             future = loop.run_in_executor(self._ensure(), *args)
         return await asyncio.wait_for(future, self._settings.processing.job_timeout_seconds)
+
+    async def prewarm(self) -> None:
+        """Start the child now rather than with the first job. Off the event loop: the first child of the server
+        also launches the forkserver, and `submit` blocks for that (~0.25 s)."""
+        executor = self._ensure()
+        try:
+            await asyncio.to_thread(executor.submit, os.getpid)
+        except (RuntimeError, BrokenProcessPool):  # shut down or broken meanwhile: the next job starts a new one
+            pass
 
     def child_pids(self) -> list[int]:
         # ProcessPoolExecutor has no public way to reach its children; killing is the only way to stop a render.
@@ -114,6 +128,12 @@ class WorkerPool:
         self._tasks = [asyncio.create_task(self._work(i), name=f"photoq-worker-{i}") for i in range(self.size)]
         self._tasks.append(asyncio.create_task(self._keep_leases(), name="photoq-leases"))
         self._tasks.append(asyncio.create_task(self._sweep_expired(), name="photoq-lease-sweep"))
+        self._tasks.append(asyncio.create_task(self._prewarm(), name="photoq-prewarm"))
+
+    async def _prewarm(self) -> None:
+        # The image processes start with the server, so the first upload's jobs do not wait for them.
+        for process in self._processes:
+            await process.prewarm()
 
     async def stop(self, grace: float) -> None:
         """Stop claiming, give running jobs `grace` seconds, then give back what did not finish."""

@@ -1020,3 +1020,58 @@ def test_damaged_files_only_raise_image_errors(tmp_path, worker_globals, fmt, da
         except ImageError:
             pass
     assert tmp_files(dest) == []
+
+
+# --------------------------------------------------------------------------- resampling plan
+
+
+def detailed(size: tuple[int, int]) -> Image.Image:
+    """Noise on gradients: every resampling choice shows in the pixels."""
+    noise = Image.effect_noise(size, 60)
+    gradient = Image.linear_gradient("L").resize(size)
+    return Image.merge("RGB", (noise, gradient, noise.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+
+
+def lanczos(image: Image.Image, size: tuple[int, int]) -> bytes:
+    return image.resize(size, Image.Resampling.LANCZOS).tobytes()
+
+
+def test_render_largest_output_is_one_lanczos_resize_of_the_source(tmp_path):
+    img = detailed((900, 600))
+    source = save(tmp_path, "src.png", img, "png")
+    [big] = render(source, [OutputSpec("big", 500, 500, format="png")], str(tmp_path / "out"))
+    assert (big.width, big.height) == (500, 333)
+    assert open_output(big).convert("RGB").tobytes() == lanczos(img, (500, 333))
+
+
+def test_render_near_equal_outputs_are_both_made_from_a_much_larger_image(tmp_path):
+    # 480 px from 500 px would be resampled twice at nearly 1:1 and blur: it comes from the largest output instead,
+    # while a thumbnail comes from the smallest output at least 1.5 times its size.
+    source = save(tmp_path, "src.png", detailed((1200, 800)), "png")
+    specs = [OutputSpec(name, w, w, format="png") for name, w in
+             (("large", 1000), ("half", 500), ("near-half", 480), ("quarter", 250))]
+    results = {r.name: open_output(r).convert("RGB") for r in render(source, specs, str(tmp_path / "out"))}
+    large, half, near, quarter = (results[n] for n in ("large", "half", "near-half", "quarter"))
+    assert [im.width for im in (large, half, near, quarter)] == [1000, 500, 480, 250]
+    assert half.tobytes() == lanczos(large, half.size)
+    assert near.tobytes() == lanczos(large, near.size)
+    assert near.tobytes() != lanczos(half, near.size)
+    assert quarter.tobytes() == lanczos(near, quarter.size)
+
+
+def test_render_reuses_an_image_already_made_for_an_equal_size(tmp_path):
+    source = save(tmp_path, "src.png", detailed((400, 300)), "png")
+    specs = [OutputSpec("a", 200, 200, format="png"), OutputSpec("b", 200, 150, format="png")]
+    a, b = render(source, specs, str(tmp_path / "out"))
+    assert (a.width, a.height) == (b.width, b.height) == (200, 150)
+    assert open_output(a).tobytes() == open_output(b).tobytes()
+
+
+def _niceness() -> int:
+    return os.nice(0)
+
+
+def test_init_worker_lowers_the_childs_priority_when_asked():
+    with ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=(100_000, 5)) as pool:
+        child = pool.submit(_niceness).result()
+    assert child == min(os.nice(0) + 5, 19)

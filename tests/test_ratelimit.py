@@ -8,7 +8,6 @@ import pytest
 
 from photoq.config import ConfigError, RateLimitSettings, load_settings
 from photoq.ratelimit import RateLimiter, TokenBucket, retry_after_seconds
-
 from photoq.web.keys import STORAGE
 
 from .support import AUTH, jpeg, multipart

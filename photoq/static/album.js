@@ -24,7 +24,7 @@
   const uploadList = $('upload-list');
   const rowTemplate = $('upload-row-template');
 
-  window.photoqAlbumPage = { uploadsStarted: 0 };  // lets tests (and curious people) see the page is live
+  window.photoqAlbumPage = { uploadsStarted: 0, progressEvents: 0 };  // lets tests (and curious people) see the page is live
 
   // -- helpers ---------------------------------------------------------------------------------------------------
 
@@ -146,6 +146,8 @@
     ]);
     if (existing) existing.replaceWith(item); else errorList.prepend(item);
     errorReport.hidden = false;
+    // The coalesced stats event follows within a moment; until then, count what is listed.
+    if (errorList.children.length > Number($('errors-count').textContent)) setFailedCount(errorList.children.length);
   }
 
   function setFailedCount(n) {
@@ -240,18 +242,21 @@
   let idleSettled = Number(root.dataset.settled);  // complete + failed when the current run began
   let idleFailed = Number(root.dataset.failed);
   let lastUnfinished = Number(root.dataset.unfinished);
+  let lastSettled = Number(root.dataset.settled);
   const processingText = $('processing-text');
   const processingBar = $('processing-progress');
 
   function onStats(stats) {
     const unfinished = stats.pending + stats.processing;
     const settled = stats.complete + stats.failed;
+    if (settled > lastSettled) queueIsRunning();
     lastUnfinished = unfinished;
     $('photo-total').textContent = String(stats.total);
     $('photo-total-s').textContent = stats.total === 1 ? '' : 's';
     setFailedCount(stats.failed);
     if (stats.failed > 0 && errorList.children.length) errorReport.hidden = false;
 
+    lastSettled = settled;
     if (unfinished > 0) {
       if (!runActive) { runActive = true; }
       const done = Math.max(0, settled - idleSettled);
@@ -264,19 +269,26 @@
       if (runActive) {
         const done = Math.max(0, settled - idleSettled);
         const failed = Math.max(0, stats.failed - idleFailed);
-        processingText.textContent = done
-          ? (done === 1 ? 'The photo is processed' : 'All ' + done + ' photos are processed') + (failed ? ' (' + failed + ' failed)' : '') + '.'
-          : 'Processing is done.';
+        const ok = done - failed;
+        if (!done) processingText.textContent = 'Processing is done.';
+        else if (!failed) processingText.textContent = done === 1 ? 'The photo is processed.' : 'All ' + done + ' photos are processed.';
+        else if (!ok) processingText.textContent = 'Done: ' + plural(failed, 'photo') + ' could not be processed.';
+        else processingText.textContent = 'Done: ' + ok + ' processed, ' + failed + ' failed.';
         processingBar.max = 1;
         processingBar.value = 1;
         runActive = false;
-      } else if (!busy) {
-        processingPanel.hidden = true;
       }
       idleSettled = settled;
       idleFailed = stats.failed;
       if (busy) scheduleBusyCheck();
     }
+  }
+
+  /** Photos are being finished, so the queue is not paused (any more): drop the stale "paused" notices. */
+  function queueIsRunning() {
+    const note = $('paused-note');
+    if (note) note.remove();
+    document.querySelectorAll('.mainnav .pill-warn').forEach((pill) => pill.remove());
   }
 
   // -- block_while_processing: the upload form comes back by itself --------------------------------------------------
@@ -305,7 +317,6 @@
     uploadPanel.hidden = value;
     $('busy-note').hidden = !value;
     if (value) processingPanel.hidden = false;
-    else if (!runActive) processingPanel.hidden = true;
   }
 
   // -- uploads ---------------------------------------------------------------------------------------------------
@@ -332,6 +343,7 @@
       return;
     }
     startBatch();
+    document.querySelectorAll('.flash').forEach((flash) => flash.remove());
     window.photoqAlbumPage.uploadsStarted += files.length;
     const fresh = files.map((file) => {
       const row = rowTemplate.content.firstElementChild.cloneNode(true);
@@ -409,6 +421,7 @@
       xhr.setRequestHeader('Accept', 'application/json');
       xhr.upload.onprogress = (event) => {
         if (!event.lengthComputable) return;
+        window.photoqAlbumPage.progressEvents += 1;
         // Spread the request's bytes over its files in order (multipart overhead is a few hundred bytes).
         let sent = (event.loaded / event.total) * totalSize;
         group.forEach((entry, i) => {

@@ -10,12 +10,12 @@
   const csrf = csrfMeta ? csrfMeta.content : '';
 
   function humanBytes(size) {
-    if (size < 1000) return size + ' B';
-    const units = ['kB', 'MB', 'GB', 'TB'];
+    if (size < 1024) return size + ' B';
+    const units = ['KB', 'MB', 'GB', 'TB'];
     let value = size;
     for (const unit of units) {
-      value /= 1000;
-      if (value < 1000 || unit === 'TB') return (value < 100 ? value.toFixed(1) : value.toFixed(0)) + ' ' + unit;
+      value /= 1024;
+      if (value < 1024 || unit === 'TB') return (value < 100 ? value.toFixed(1) : value.toFixed(0)) + ' ' + unit;
     }
     return size + ' B';
   }
@@ -129,7 +129,7 @@
 
   function scheduleRefresh(delay) {
     if (refreshTimer) return;
-    refreshTimer = window.setTimeout(() => { refreshTimer = null; refreshRegions(); }, delay === undefined ? 600 : delay);
+    refreshTimer = window.setTimeout(() => { refreshTimer = null; refreshRegions(); }, delay === undefined ? 1000 : delay);
   }
 
   let liveSource = null;
@@ -149,7 +149,7 @@
         if (!photoId) scheduleRefresh();
       },
       photo(data) {
-        if (photoId === null || data.id === photoId) scheduleRefresh(photoId ? 150 : 600);
+        if (photoId === null || data.id === photoId) scheduleRefresh(photoId ? 150 : 1000);
       },
       resync() { if (!first) scheduleRefresh(); },
     });

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 import time
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
 from ..config import RateLimitSettings
-from ..errors import Forbidden, PayloadTooLarge, PhotoqError, RateLimited, Unauthorized
+from ..errors import (
+    Forbidden,
+    InsufficientStorage,
+    PayloadTooLarge,
+    PhotoqError,
+    RateLimited,
+    Unauthorized,
+)
 from ..ratelimit import RateLimiter, retry_after_seconds
 from .keys import AUTH_KIND, CREDENTIALS
 
@@ -56,11 +65,20 @@ async def errors_middleware(request: web.Request, handler):
         )
     except (ConnectionResetError, ConnectionError):
         raise
-    except Exception:
+    except Exception as exc:
+        if out_of_disk(exc):  # the database or a file could not grow: the contract's 507, not a crash
+            log.error("disk full during %s %s: %s", request.method, request.path, exc)
+            return error_response(InsufficientStorage())
         log.exception("unhandled error in %s %s", request.method, request.path)
         if not is_api(request):
             raise
         return error_response(PhotoqError())
+
+
+def out_of_disk(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from aiohttp import web
@@ -61,18 +61,18 @@ def static_url(request: web.Request, filename: str) -> str:
 def human_bytes(size: int | None) -> str:
     if size is None:
         return ""
-    if size < 1000:
+    if size < 1024:
         return f"{size} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        size /= 1000
-        if size < 1000 or unit == "TB":
+    for unit in ("KB", "MB", "GB", "TB"):
+        size /= 1024
+        if size < 1024 or unit == "TB":
             return f"{size:.1f} {unit}" if size < 100 else f"{size:.0f} {unit}"
     return ""  # unreachable
 
 
 def human_age(seconds: float | None) -> str:
     if seconds is None:
-        return "none waiting"
+        return "—"
     seconds = max(0, int(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -87,7 +87,7 @@ def utc_datetime(ts: float | None) -> dict | None:
     """A time for <time datetime=...>: the machine value and a readable UTC fallback (JS shows local time)."""
     if ts is None:
         return None
-    moment = datetime.fromtimestamp(ts, timezone.utc)
+    moment = datetime.fromtimestamp(ts, UTC)
     return {"iso": moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "text": moment.strftime("%d %b %Y, %H:%M UTC")}
 
@@ -97,7 +97,7 @@ def taken_at_text(raw: str | None) -> dict | None:
     if not raw:
         return None
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(raw)
     except ValueError:
         return {"iso": None, "text": raw}
     if moment.tzinfo is None:
@@ -303,6 +303,15 @@ async def delete_album(request: web.Request) -> web.StreamResponse:
     raise redirect("/", "album_deleted")
 
 
+async def failed_photos(request: web.Request, album_id: int):
+    """Every failed photo of an album, read in pages (an album can have thousands)."""
+    after = 0
+    while page_of := await request.app[DB].list_photos(album_id, Status.FAILED, 500, after):
+        for photo in page_of:
+            yield photo
+        after = page_of[-1].id
+
+
 @routes.post("/albums/{id}/retry-failed")
 async def retry_album(request: web.Request) -> web.StreamResponse:
     album = await album_or_none(request)
@@ -310,13 +319,9 @@ async def retry_album(request: web.Request) -> web.StreamResponse:
         return await not_found(request, "album")
     retried = 0
     queue = request.app[QUEUE]
-    while True:  # in pages, so that an album with thousands of failures is retried whole
-        failed = await request.app[DB].list_photos(album.id, Status.FAILED, 500, 0)
-        for photo in failed:
-            if await queue.retry_photo(photo.id) is not None:
-                retried += 1
-        if len(failed) < 500:
-            break
+    async for photo in failed_photos(request, album.id):
+        if await queue.retry_photo(photo.id) is not None:
+            retried += 1
     raise redirect(f"/albums/{album.id}", f"retried:{retried}" if retried else "nothing_to_retry")
 
 
@@ -328,10 +333,9 @@ async def clear_album_errors(request: web.Request) -> web.StreamResponse:
         return await not_found(request, "album")
     db, storage = request.app[DB], request.app[STORAGE]
     removed = 0
-    while failed := await db.list_photos(album.id, Status.FAILED, 500, 0):
-        for photo in failed:
-            if await db.delete_photo(photo.id, storage.remove_photo_files):
-                removed += 1
+    async for photo in failed_photos(request, album.id):
+        if await db.delete_photo(photo.id, storage.remove_photo_files):
+            removed += 1
     request.app[QUEUE].events.stats_changed([None, album.id])
     raise redirect(f"/albums/{album.id}", f"errors_cleared:{removed}")
 
@@ -431,7 +435,7 @@ async def queue_page(request: web.Request) -> web.Response:
     overview = await queue.overview(Status.FAILED, limit=ERROR_REPORT_LIMIT)
     running = (await queue.overview(Status.PROCESSING, limit=50))["jobs"]
     labels = await request.app[DB].photo_labels([j["photo_id"] for j in overview["jobs"] + running])
-    workers = request.app[WORKERS] if WORKERS in request.app else None
+    workers = request.app.get(WORKERS)
     oldest = overview["oldest_job_age_seconds"]
     breaker = overview["circuit_breaker"]
     return await page(request, "queue.html", {
