@@ -147,7 +147,7 @@ def run_pipeline(images: Images, root: Path, quick: bool) -> dict:
         refs = pipeline.References(source)
         per_image = {}
         for key in PIPELINE_NAMES:
-            reps = 2 if quick else (3 if key in ("naive", "vips-e4") else 5)
+            reps = 2 if quick else 3
             dest = root / "pipeline" / f"{key}-{source.stem}"
             measured = pipeline.run_child(key, method, source, dest, reps)
             measured["ssim"] = pipeline.output_quality(refs, dest, names)
@@ -306,7 +306,7 @@ def pipeline_md(p) -> list[str]:
         return []
     out = ["## Pipeline", "",
            "One photo to the six default outputs (WebP q80: 150, 300, 600 px thumbnails; 1080x1920, 2160x3840, "
-           "1038x1278 display boxes), one core, files written without fsync, median of 3-5 runs after a warm-up, each "
+           "1038x1278 display boxes), one core, files written without fsync, median of 3 runs after a warm-up, each "
            "pipeline in a fresh process (peak RSS is that process's VmHWM, interpreter included). Sources: synthetic "
            "'dead leaves' photos (bench/scenes.py), JPEG q90. SSIM: mean over R, G, B (7x7 window) of each output "
            "against a LANCZOS resize of the full-resolution upright source to the same size.", "",

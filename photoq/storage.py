@@ -98,8 +98,13 @@ class Storage:
 
         await asyncio.to_thread(remove)
 
-    async def remove_partial_outputs(self, photo_id: int) -> None:
-        """Delete temp files a killed render left in a photo's output folder (before the job runs again)."""
+    async def remove_partial_outputs(self, photo_id: int, output_names: Iterable[str]) -> None:
+        """Delete temp files a killed render of these outputs left in a photo's folder (before the job runs again).
+
+        Only these outputs' own temp files (".<name>.<random>.tmp"; output names hold no dots): the photo's other job
+        may be writing its outputs into the same folder at this moment.
+        """
+        prefixes = tuple(f".{name}." for name in output_names)
 
         def remove() -> None:
             directory = self.variant_dir(photo_id)
@@ -107,7 +112,7 @@ class Storage:
                 names = os.listdir(directory)
             except FileNotFoundError:
                 return
-            _unlink_all([directory / n for n in names if n.endswith(PARTIAL_OUTPUT_SUFFIX)])
+            _unlink_all([directory / n for n in names if n.startswith(prefixes) and n.endswith(PARTIAL_OUTPUT_SUFFIX)])
 
         await asyncio.to_thread(remove)
 

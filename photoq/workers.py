@@ -200,8 +200,9 @@ class WorkerPool:
         source = str(self.storage.original_path(claimed.sha256, claimed.format))
         dest = self.storage.variant_dir(job.photo_id)
         try:
-            await self.storage.remove_partial_outputs(job.photo_id)
-            results = await self._processes[slot].render(source, self._specs[str(job.kind)], str(dest))
+            specs = self._specs[str(job.kind)]
+            await self.storage.remove_partial_outputs(job.photo_id, [spec.name for spec in specs])
+            results = await self._processes[slot].render(source, specs, str(dest))
         except imaging.ImageError as exc:
             await self.queue.fail(job, str(exc), system_fault=False)
             return
@@ -218,8 +219,10 @@ class WorkerPool:
                 job, "The image process stopped unexpectedly (killed, crashed or out of memory).", system_fault=True
             )
             return
-        except FileNotFoundError:
-            await self.queue.fail(job, "The original file is missing from storage.", system_fault=True)
+        except FileNotFoundError as exc:
+            missing = "The original file is missing from storage." if exc.filename == source else (
+                f"A file vanished while the outputs were written ({exc.strerror or exc}).")
+            await self.queue.fail(job, missing, system_fault=True)
             return
         except OSError as exc:
             await self.queue.fail(job, f"Storage error: {exc.strerror or exc}.", system_fault=True)

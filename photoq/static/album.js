@@ -12,7 +12,6 @@
   const livePage = root.dataset.live === '1';  // the newest page: new photos appear here
   const thumbs = JSON.parse(root.dataset.thumbs || '[]');
   const maxFileBytes = Number(root.dataset.maxFileBytes) || Infinity;
-  const maxFilesPerRequest = Number(root.dataset.maxFiles) || 500;
   const CONCURRENCY = 3;
   const MAX_SERVER_RETRIES = 5;
 
@@ -324,12 +323,20 @@
   let entries = [];  // {file, row, bar, status, loaded, done}
   const waiting = [];
   let active = 0;
+  let batch = null;  // X-Photoq-Batch: the requests of one selection belong together
+
+  function newBatchId() {
+    const bytes = new Uint8Array(12);
+    window.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
 
   function startBatch() {
     // A new selection after the last one finished starts a fresh list.
     if (active === 0 && !waiting.length) {
       entries = [];
       uploadList.replaceChildren();
+      batch = newBatchId();
     }
     resultsPanel.hidden = false;
     $('upload-clear').hidden = true;
@@ -365,18 +372,15 @@
         sendable.push(entry);
       }
     }
-    if (blockMode) {
-      // The album refuses uploads while it has unfinished jobs: send the whole selection as one request.
-      for (let i = 0; i < sendable.length; i += maxFilesPerRequest) waiting.push(sendable.slice(i, i + maxFilesPerRequest));
-    } else {
-      for (const entry of sendable) waiting.push([entry]);
-    }
+    // One file per request, a few at a time: real per-file progress and per-file answers. With
+    // block_while_processing the batch header lets the rest of this selection in once its first file is.
+    for (const entry of sendable) waiting.push([entry]);
     pump();
     updateOverall();
   }
 
   function pump() {
-    while (active < (blockMode ? 1 : CONCURRENCY) && waiting.length) {
+    while (active < CONCURRENCY && waiting.length) {
       const group = waiting.shift();
       active += 1;
       send(group, 0).finally(() => {
@@ -418,6 +422,7 @@
       const xhr = new XMLHttpRequest();
       xhr.open('POST', '/api/albums/' + albumId + '/photos');
       xhr.setRequestHeader('X-CSRF-Token', csrf);
+      xhr.setRequestHeader('X-Photoq-Batch', batch);
       xhr.setRequestHeader('Accept', 'application/json');
       xhr.upload.onprogress = (event) => {
         if (!event.lengthComputable) return;

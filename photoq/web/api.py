@@ -170,14 +170,18 @@ def upload_batch(request: web.Request) -> str | None:
 async def upload_photos(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
     album_id = parse_id(request.match_info["id"])
-    await ingest.check_can_accept(album_id, request.content_length, upload_batch(request))
+    batch = upload_batch(request)
+    await ingest.check_can_accept(album_id, request.content_length, batch)
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Send the files as multipart/form-data, in parts named 'file'.", code="bad_multipart")
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, KeyError) as exc:
         raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
-    status, body = await ingest.receive(reader, album_id)
+    try:
+        status, body = await ingest.receive(reader, album_id)
+    finally:
+        ingest.keep_batch_open(album_id, batch)
     return web.json_response(body, status=status)
 
 

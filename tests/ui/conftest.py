@@ -38,7 +38,7 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _screenshots_taken or SCREENSHOTS.exists():
+    if _screenshots_taken:
         terminalreporter.write_sep("-", "web UI screenshots")
         terminalreporter.write_line(f"{len(_screenshots_taken)} screenshot(s) in {SCREENSHOTS}")
 

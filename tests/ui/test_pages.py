@@ -279,14 +279,16 @@ async def test_block_while_processing_shows_progress_after_a_reload_and_the_form
     page = await ui.new_page(browser)
     album_id = await create_album(page, ui, "One batch at a time")
     await api(ui, "POST", "/api/admin/queue/pause")
-    files = {f"IMG_{n:04d}.jpg": jpeg(1600, 1200, seed=40 + n) for n in range(3)}
+    # Five files, three at a time: the last two start when the album is already busy with the first ones, and
+    # get in because they belong to the same batch (X-Photoq-Batch).
+    files = {f"IMG_{n:04d}.jpg": jpeg(1600, 1200, seed=40 + n) for n in range(5)}
     await page.locator("#file-input").set_input_files(write_files(tmp_path / "b", files))
-    await expect(page.locator("#upload-text")).to_have_text("3 photos uploaded.")
+    await expect(page.locator("#upload-text")).to_have_text("5 photos uploaded.")
     await expect(page.locator("#upload-panel")).to_be_hidden()  # replaced by the progress view at once
 
     await page.reload()  # or close the browser and come back: decided by the server
     await expect(page.locator("#processing-panel")).to_be_visible()
-    await expect(page.locator("#processing-text")).to_have_text("Processing 0 of 3")
+    await expect(page.locator("#processing-text")).to_have_text("Processing 0 of 5")
     await expect(page.locator("#upload-panel")).to_be_hidden()
     await expect(page.locator("#file-input")).to_be_hidden()
     await expect(page.locator("#busy-note")).to_contain_text("open again by themselves")
@@ -297,11 +299,11 @@ async def test_block_while_processing_shows_progress_after_a_reload_and_the_form
     await page.evaluate(MARKER)
     await api(ui, "POST", "/api/admin/queue/resume")
     await expect(page.locator("#upload-panel")).to_be_visible(timeout=90_000)
-    await expect(page.locator("#processing-text")).to_have_text("All 3 photos are processed.")
+    await expect(page.locator("#processing-text")).to_have_text("All 5 photos are processed.")
     await expect(page.locator("#processing-text")).to_be_visible()
     await expect(page.locator("#busy-note")).to_be_hidden()
     await expect(page.locator("#paused-note")).to_have_count(0)  # processing visibly resumed
-    await expect(page.locator("#gallery img.tile-img")).to_have_count(3)
+    await expect(page.locator("#gallery img.tile-img")).to_have_count(5)
     assert await page.evaluate(MARKER_SURVIVED), "the form came back by a reload, not by itself"
     await screenshot(page, "14-album-unblocked")
 
