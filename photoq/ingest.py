@@ -215,14 +215,14 @@ class Ingest:
                 raise Conflict("This album is still processing earlier uploads; try again when it is done.",
                                code="album_busy")
             self.keep_batch_open(album_id, batch)
+        if not await self.queue.has_room():
+            raise Overloaded("The processing queue is full; try again in a minute.", headers={"Retry-After": "60"})
+        self._check_disk(content_length or 0)
 
     def keep_batch_open(self, album_id: int, batch: str | None) -> None:
         """Called as each request of a batch starts and ends, so a long upload does not let its batch expire."""
         if batch is not None and self.limits.block_while_processing:
             self._open_batches[album_id] = (batch, time.monotonic())
-        if not await self.queue.has_room():
-            raise Overloaded("The processing queue is full; try again in a minute.", headers={"Retry-After": "60"})
-        self._check_disk(content_length or 0)
 
     def _continues_open_batch(self, album_id: int, batch: str | None) -> bool:
         open_batch = self._open_batches.get(album_id)
