@@ -161,9 +161,10 @@ class Database:
 
     @staticmethod
     async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence = ()):
-        async with conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        # One hop to the connection's thread: a statement left open between hops would keep a read transaction
+        # open, and another coroutine's read on the same connection would see a snapshot older than its own start.
+        rows = await conn.execute_fetchall(sql, params)
+        return rows[0][0] if rows else None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -187,8 +188,7 @@ class Database:
 
     async def _read_all(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         assert self._reader is not None, "database is not open"
-        async with self._reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._reader.execute_fetchall(sql, params))  # one hop, see _scalar
 
     async def _read_one(self, sql: str, params: Sequence = ()) -> sqlite3.Row | None:
         rows = await self._read_all(sql, params)

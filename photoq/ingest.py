@@ -37,7 +37,9 @@ from .storage import Storage
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 256 * 1024
+# Bytes read, hashed and written per step. 1 MiB rather than 256 KiB: each step costs a hop to aiofiles' thread, and
+# with a quarter of the hops a 5 MB upload is answered ~15% sooner (`make bench`, ingest). ~1 MiB of memory per upload.
+CHUNK_BYTES = 1024 * 1024
 DISK_CHECK_EVERY_BYTES = 16 * 1024 * 1024
 MAX_FILENAME_CHARS = 255
 BATCH_IDLE_SECONDS = 120.0  # a batch whose last request is older than this is over

@@ -1,11 +1,9 @@
 """A read that starts after a commit sees it, even while other reads share the reader connection.
 
 Found by an access-control test that flaked once: an album created a moment before answered 404 to an upload.
-Database._scalar (execute, fetchone, close) and _read_all (execute, fetchall) take two or three hops to the
-aiosqlite thread; between them the statement is still active, another coroutine's statement runs inside the same
-read transaction, and so reads a snapshot from before the commit it follows. The fix belongs in photoq/db.py (each
-read in one hop, e.g. `conn.execute_fetchall`), which is not this test's author's to change: remove the xfail
-marker with the fix.
+When a read took several hops to the aiosqlite thread (execute, then fetch), its statement stayed active between
+them, another coroutine's statement ran inside the same read transaction, and so read a snapshot from before the
+commit it followed. Each read is now one hop.
 """
 
 from __future__ import annotations
@@ -13,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from photoq.db import Database
 
 
-@pytest.mark.xfail(strict=True, reason="stale reads on the shared reader connection: fix pending in photoq/db.py")
 async def test_a_read_after_a_commit_sees_it_while_other_reads_run(tmp_path):
     db = Database(tmp_path / "photoq.db")
     await db.open()
