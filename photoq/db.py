@@ -38,6 +38,7 @@ MIGRATIONS: tuple[str, ...] = ()
 
 BUSY_TIMEOUT_MS = 10_000
 KIND_COLUMN = {JobKind.THUMBNAIL: "thumbnail_status", JobKind.VARIANT: "variant_status"}
+OTHER_KIND_COLUMN = {JobKind.THUMBNAIL: "variant_status", JobKind.VARIANT: "thumbnail_status"}
 PHOTO_STATE_COLUMNS = "id, album_id, processing_status, thumbnail_status, variant_status, error"
 JOB_COLUMNS = "id, photo_id, kind, priority, status, attempts, max_attempts, run_at, lease_expires_at, last_error, created_at"
 UNFINISHED = "('pending', 'processing')"
@@ -422,110 +423,36 @@ class Database:
     async def next_run_at(self) -> float | None:
         return await self._scalar(self._reader, "SELECT min(run_at) FROM jobs WHERE status = 'pending'")
 
+    async def _bookkeeping(self, fn: Callable, *args):
+        """Run `fn(sqlite3_connection, *args)` as one transaction in a single hop to the writer's thread.
+
+        For the workers' own records (claims, leases, results), which run several times per photo: every hop to
+        aiosqlite's thread costs more than the statements. They commit with synchronous = NORMAL: a power cut may
+        undo the last few of them, which only makes a job run again (its outputs are already fsynced), while
+        anything a client was told about (uploads, albums, retries) keeps committing with FULL.
+        """
+        async with self._write_lock:
+            return await self._writer._execute(_bookkeeping_transaction, self._writer._conn, fn, args)
+
     async def claim_jobs(self, now: float, lease_until: float, limit: int) -> tuple[list[ClaimedJob], list[PhotoState]]:
         """Lease up to `limit` runnable jobs in priority order, in one transaction."""
-        claimed: list[ClaimedJob] = []
-        states: list[PhotoState] = []
-        async with self.transaction() as tx:
-            # INDEXED BY: left to itself SQLite picks jobs_by_status and sorts every pending job on every claim,
-            # which grows with the backlog; the partial index hands out the next job in order.
-            async with tx.execute(
-                f"""UPDATE jobs SET status = 'processing', attempts = attempts + 1, lease_expires_at = ?, updated_at = ?
-                    WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_runnable WHERE status = 'pending' AND run_at <= ?
-                                 ORDER BY priority, run_at, id LIMIT ?)
-                    RETURNING {JOB_COLUMNS}""",
-                (lease_until, now, now, limit),
-            ) as cur:
-                jobs = sorted((_job(r) for r in await cur.fetchall()), key=lambda j: (j.priority, j.run_at, j.id))
-            for job in jobs:
-                async with tx.execute(
-                    f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = 'processing' WHERE id = ?
-                        RETURNING {PHOTO_STATE_COLUMNS}, sha256, format""",
-                    (job.photo_id,),
-                ) as cur:
-                    row = await cur.fetchone()
-                claimed.append(ClaimedJob(job=job, album_id=row["album_id"], sha256=row["sha256"], format=row["format"]))
-                states.append(_photo_state(row))
-            await tx.executemany(
-                "INSERT INTO job_attempts (photo_id, job_id, kind, attempt, started_at) VALUES (?, ?, ?, ?, ?)",
-                [(j.photo_id, j.id, str(j.kind), j.attempts, now) for j in jobs],
-            )
-        return claimed, states
+        return await self._bookkeeping(_claim_jobs, now, lease_until, limit)
 
     async def renew_leases(self, leases: Sequence[tuple[int, int]], lease_until: float) -> None:
         """Extend the lease of each (job id, attempt) still held."""
-        async with self.transaction() as tx:
-            await tx.executemany(
-                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempts = ? AND status = 'processing'",
-                [(lease_until, job_id, attempt) for job_id, attempt in leases],
-            )
+        await self._bookkeeping(_renew_leases, leases, lease_until)
 
-    async def complete_job(
-        self, job: Job, outputs: Sequence[OutputFile], now: float
-    ) -> PhotoState | None:
+    async def complete_job(self, job: Job, outputs: Sequence[OutputFile], now: float) -> PhotoState | None:
         """Mark a leased job done and record its outputs. None when the lease was lost or the photo deleted."""
-        async with self.transaction() as tx:
-            if not await self._finish_leased_job(tx, job, "complete", None, None, now):
-                return None
-            await tx.executemany(
-                """INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(photo_id, name) DO UPDATE SET width = excluded.width, height = excluded.height,
-                       size_bytes = excluded.size_bytes, created_at = excluded.created_at""",
-                [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now) for o in outputs],
-            )
-            async with tx.execute(
-                f"UPDATE photos SET {KIND_COLUMN[job.kind]} = 'complete' WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}",
-                (job.photo_id,),
-            ) as cur:
-                row = await cur.fetchone()
-            if row["processing_status"] == Status.COMPLETE:
-                await tx.execute("UPDATE photos SET completed_at = ? WHERE id = ?", (now, job.photo_id))
-            return _photo_state(row)
+        return await self._bookkeeping(_complete_job, job, outputs, now)
 
-    async def fail_job(
-        self, job: Job, error: str, retry_at: float | None, now: float
-    ) -> PhotoState | None:
+    async def fail_job(self, job: Job, error: str, retry_at: float | None, now: float) -> PhotoState | None:
         """A leased job's attempt failed: back to pending until `retry_at`, or dead-lettered when retry_at is None."""
-        async with self.transaction() as tx:
-            outcome = "retry" if retry_at is not None else "failed"
-            if not await self._finish_leased_job(tx, job, outcome, error, retry_at, now):
-                return None
-            status = Status.PENDING if retry_at is not None else Status.FAILED
-            async with tx.execute(
-                f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = ?,
-                        error = CASE WHEN ? = 'failed' THEN ? ELSE error END
-                    WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
-                (str(status), str(status), error, job.photo_id),
-            ) as cur:
-                return _photo_state(await cur.fetchone())
+        return await self._bookkeeping(_fail_job, job, error, retry_at, now)
 
     async def release_job(self, job: Job, now: float) -> PhotoState | None:
         """Give back a job interrupted by shutdown: runnable at once, its attempt refunded."""
-        async with self.transaction() as tx:
-            if not await self._finish_leased_job(tx, job, "interrupted", None, now, now, refund=True):
-                return None
-            async with tx.execute(
-                f"UPDATE photos SET {KIND_COLUMN[job.kind]} = 'pending' WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}",
-                (job.photo_id,),
-            ) as cur:
-                return _photo_state(await cur.fetchone())
-
-    async def _finish_leased_job(self, tx, job: Job, outcome: str, error, run_at, now, refund: bool = False) -> bool:
-        status = {"complete": "complete", "failed": "failed"}.get(outcome, "pending")
-        async with tx.execute(
-            """UPDATE jobs SET status = ?, lease_expires_at = NULL, last_error = ?, updated_at = ?,
-                   run_at = coalesce(?, run_at), attempts = attempts - ?
-               WHERE id = ? AND attempts = ? AND status = 'processing' RETURNING id""",
-            (status, error, now, run_at, 1 if refund else 0, job.id, job.attempts),
-        ) as cur:
-            if await cur.fetchone() is None:
-                return False
-        await tx.execute(  # photo_id lets SQLite use job_attempts_by_photo instead of scanning all history
-            """UPDATE job_attempts SET finished_at = ?, outcome = ?, error = ?, retry_at = ?
-               WHERE photo_id = ? AND job_id = ? AND attempt = ? AND outcome IS NULL""",
-            (now, outcome, error, run_at if outcome == "retry" else None, job.photo_id, job.id, job.attempts),
-        )
-        return True
+        return await self._bookkeeping(_release_job, job, now)
 
     async def reclaim_orphans(self, now: float) -> int:
         """At start-up every job still marked processing belongs to a run that died: make it runnable now.
@@ -665,3 +592,117 @@ class Database:
             ids,
         )
         return {r["id"]: (r["filename"], r["album_id"], r["album_name"]) for r in rows}
+
+
+# -- the workers' bookkeeping: plain sqlite3, run inside the writer's thread by Database._bookkeeping ------------
+
+
+def _bookkeeping_transaction(conn: sqlite3.Connection, fn: Callable, args: tuple):
+    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        conn.execute("PRAGMA synchronous = FULL")
+
+
+def _claim_jobs(conn: sqlite3.Connection, now: float, lease_until: float, limit: int):
+    # INDEXED BY: left to itself SQLite picks jobs_by_status and sorts every pending job on every claim,
+    # which grows with the backlog; the partial index hands out the next job in order.
+    rows = conn.execute(
+        f"""UPDATE jobs SET status = 'processing', attempts = attempts + 1, lease_expires_at = ?, updated_at = ?
+            WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_runnable WHERE status = 'pending' AND run_at <= ?
+                         ORDER BY priority, run_at, id LIMIT ?)
+            RETURNING {JOB_COLUMNS}""",
+        (lease_until, now, now, limit),
+    ).fetchall()
+    jobs = sorted((_job(r) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
+    claimed, states = [], []
+    for job in jobs:
+        row = conn.execute(
+            f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = 'processing' WHERE id = ?
+                RETURNING {PHOTO_STATE_COLUMNS}, sha256, format""",
+            (job.photo_id,),
+        ).fetchone()
+        claimed.append(ClaimedJob(job=job, album_id=row["album_id"], sha256=row["sha256"], format=row["format"]))
+        states.append(_photo_state(row))
+    conn.executemany(
+        "INSERT INTO job_attempts (photo_id, job_id, kind, attempt, started_at) VALUES (?, ?, ?, ?, ?)",
+        [(j.photo_id, j.id, str(j.kind), j.attempts, now) for j in jobs],
+    )
+    return claimed, states
+
+
+def _renew_leases(conn: sqlite3.Connection, leases: Sequence[tuple[int, int]], lease_until: float) -> None:
+    conn.executemany(
+        "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempts = ? AND status = 'processing'",
+        [(lease_until, job_id, attempt) for job_id, attempt in leases],
+    )
+
+
+def _complete_job(conn: sqlite3.Connection, job: Job, outputs: Sequence[OutputFile], now: float):
+    if not _finish_leased_job(conn, job, "complete", None, None, now):
+        return None
+    conn.executemany(
+        """INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT(photo_id, name) DO UPDATE SET width = excluded.width, height = excluded.height,
+               size_bytes = excluded.size_bytes, created_at = excluded.created_at""",
+        [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now) for o in outputs],
+    )
+    row = conn.execute(
+        f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = 'complete',
+                completed_at = CASE WHEN {OTHER_KIND_COLUMN[job.kind]} = 'complete' THEN ? ELSE completed_at END
+            WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
+        (now, job.photo_id),
+    ).fetchone()
+    return _photo_state(row)
+
+
+def _fail_job(conn: sqlite3.Connection, job: Job, error: str, retry_at: float | None, now: float):
+    outcome = "retry" if retry_at is not None else "failed"
+    if not _finish_leased_job(conn, job, outcome, error, retry_at, now):
+        return None
+    status = Status.PENDING if retry_at is not None else Status.FAILED
+    row = conn.execute(
+        f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = ?,
+                error = CASE WHEN ? = 'failed' THEN ? ELSE error END
+            WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
+        (str(status), str(status), error, job.photo_id),
+    ).fetchone()
+    return _photo_state(row)
+
+
+def _release_job(conn: sqlite3.Connection, job: Job, now: float):
+    if not _finish_leased_job(conn, job, "interrupted", None, now, now, refund=True):
+        return None
+    row = conn.execute(
+        f"UPDATE photos SET {KIND_COLUMN[job.kind]} = 'pending' WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}",
+        (job.photo_id,),
+    ).fetchone()
+    return _photo_state(row)
+
+
+def _finish_leased_job(conn: sqlite3.Connection, job: Job, outcome: str, error, run_at, now,
+                       refund: bool = False) -> bool:
+    """Close the job's current attempt; False when that attempt no longer holds the lease (fencing)."""
+    status = {"complete": "complete", "failed": "failed"}.get(outcome, "pending")
+    held = conn.execute(
+        """UPDATE jobs SET status = ?, lease_expires_at = NULL, last_error = ?, updated_at = ?,
+               run_at = coalesce(?, run_at), attempts = attempts - ?
+           WHERE id = ? AND attempts = ? AND status = 'processing' RETURNING id""",
+        (status, error, now, run_at, 1 if refund else 0, job.id, job.attempts),
+    ).fetchone()
+    if held is None:
+        return False
+    conn.execute(  # photo_id lets SQLite use job_attempts_by_photo instead of scanning all history
+        """UPDATE job_attempts SET finished_at = ?, outcome = ?, error = ?, retry_at = ?
+           WHERE photo_id = ? AND job_id = ? AND attempt = ? AND outcome IS NULL""",
+        (now, outcome, error, run_at if outcome == "retry" else None, job.photo_id, job.id, job.attempts),
+    )
+    return True
