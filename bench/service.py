@@ -88,6 +88,21 @@ def tree_rss(pid: int) -> tuple[int, int, list[int]]:
     return main_rss, main_rss + sum(rss), rss
 
 
+def tree_pss(pid: int) -> int:
+    """Proportional set size summed over the tree: shared pages (the forkserver's preloaded Pillow) counted once."""
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+            pass
+    return total
+
+
 class RssSampler:
     """Samples the server's process tree every `interval` seconds in the background."""
 
@@ -342,7 +357,7 @@ async def _ingest_photoq(root: Path, data: bytes, n: int, warmup: int) -> dict:
     finally:
         server.stop()
     return {"idle": summary_ms(idle), "busy": summary_ms(busy),
-            "cpu_busy": min(busy_fraction, busy_fraction_after)}
+            "cpu_busy": min(busy_fraction, busy_fraction_after), "cpu_busy_before_after": [busy_fraction, busy_fraction_after]}
 
 
 async def _ingest_bare(url: str, data: bytes, n: int, warmup: int, tag: int) -> list[float]:
@@ -450,6 +465,7 @@ async def _memory(root: Path, photos: list[bytes]) -> dict:
     try:
         await asyncio.sleep(3)
         idle_main, idle_tree, idle_children = tree_rss(server.process.pid)
+        idle_pss = tree_pss(server.process.pid)
         async with client_session() as session:
             album_id = await create_album(session, server.url)
             async with CompletionWatcher(session, server.url) as watcher:
@@ -464,6 +480,7 @@ async def _memory(root: Path, photos: list[bytes]) -> dict:
         server.stop()
     mb = 1024 * 1024
     return {"idle_main_mb": idle_main / mb, "idle_tree_mb": idle_tree / mb, "idle_processes": 1 + len(idle_children),
+            "idle_tree_pss_mb": idle_pss / mb,
             "peak_tree_mb": sampler.peak_tree / mb, "peak_main_mb": sampler.peak_main / mb,
             "peak_child_mb": sampler.peak_child / mb, "after_main_mb": after_main / mb, "after_tree_mb": after_tree / mb,
             "photos": len(photos), "seconds": elapsed, "photos_per_min": len(photos) / elapsed * 60}
