@@ -13,11 +13,12 @@ from .config import Settings
 from .db import Database
 from .events import Broadcaster
 from .ingest import Ingest
+from .metrics import Metrics
 from .queue import JobQueue
 from .storage import Storage
-from .web import api, session, sse
+from .web import api, metrics, session, sse
 from .web import ui
-from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
+from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
 from .web.templating import TEMPLATES, make_environment
 from .workers import WorkerPool
@@ -38,10 +39,12 @@ def create_app(settings: Settings) -> web.Application:
     app[STORAGE] = Storage(settings.data_dir, fsync=settings.storage.fsync)
     app[TEMPLATES] = make_environment()
     app[SSE_RESPONSES] = weakref.WeakSet()
+    app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
     app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, workers_ctx])
     app.on_shutdown.append(close_live_streams)
     app.add_routes(api.routes)
     app.add_routes(sse.routes)
+    app.add_routes(metrics.routes)
     app.add_routes(session.routes)
     app.add_routes(ui.routes)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
@@ -81,7 +84,7 @@ async def events_ctx(app: web.Application):
 
 
 async def queue_ctx(app: web.Application):
-    queue = JobQueue(app[DB], app[EVENTS], app[CONFIG].queue)
+    queue = JobQueue(app[DB], app[EVENTS], app[CONFIG].queue, metrics=app[METRICS])
     await queue.start()
     app[QUEUE] = queue
     app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])

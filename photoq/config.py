@@ -75,6 +75,11 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    public: bool = False
+
+
+@dataclass(frozen=True)
 class Output:
     name: str
     kind: str  # "thumbnail" or "variant": which job makes it
@@ -102,6 +107,7 @@ class Settings:
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     outputs: tuple[Output, ...] = DEFAULT_OUTPUTS
 
     @property
@@ -124,6 +130,7 @@ SECTIONS: dict[str, type] = {
     "processing": ProcessingSettings,
     "storage": StorageSettings,
     "ratelimit": RateLimitSettings,
+    "metrics": MetricsSettings,
 }
 
 # Environment variable -> (section, key), per the HTTP contract.

@@ -300,6 +300,8 @@ class Ingest:
         for (index, item), (photo_id, duplicate_of) in zip(unique.items(), results):
             if photo_id is not None:
                 entries[index].update(status="pending", id=photo_id)
+                if self.queue.metrics is not None:
+                    self.queue.metrics.ingested(item.size)
                 photo_id_of[item.sha256] = photo_id
             else:
                 entries[index].update(status="duplicate", duplicate_of=duplicate_of)

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from .config import QueueSettings
 from .db import Database
 from .events import Broadcaster
+from .metrics import Metrics
 from .models import ClaimedJob, Job, NewPhoto, OutputFile, PhotoState, Status, iso
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,9 @@ class Backoff:
 
 class JobQueue:
     def __init__(self, db: Database, events: Broadcaster, settings: QueueSettings,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None):
         self.db = db
+        self.metrics = metrics  # also read by the workers and ingest
         self.events = events
         self.settings = settings
         self.clock = clock
@@ -177,6 +179,8 @@ class JobQueue:
             retry_at = now + self.backoff.delay(job.attempts)
         state = await self.db.fail_job(job, error, retry_at, now)
         if state is not None:
+            if self.metrics is not None:
+                self.metrics.job_failed(str(job.kind), will_retry=retry_at is not None)
             if retry_at is None:
                 log.warning("job %d (%s of photo %d) failed for good after %d attempts: %s",
                             job.id, job.kind, job.photo_id, job.attempts, error)

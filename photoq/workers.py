@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
@@ -180,8 +181,11 @@ class WorkerPool:
     async def _run(self, slot: int, claimed: ClaimedJob) -> None:
         job = claimed.job
         self._running[job.id] = job
+        started = time.monotonic()
         try:
-            await self._execute(slot, claimed)
+            outcome = await self._execute(slot, claimed)
+            if self.queue.metrics is not None:
+                self.queue.metrics.observe_job(str(job.kind), outcome, time.monotonic() - started)
         except asyncio.CancelledError:
             self._processes[slot].discard(kill=True)
             await self.queue.release(job)
@@ -195,7 +199,8 @@ class WorkerPool:
         finally:
             self._running.pop(job.id, None)
 
-    async def _execute(self, slot: int, claimed: ClaimedJob) -> None:
+    async def _execute(self, slot: int, claimed: ClaimedJob) -> str:
+        """Run one job and record its outcome; returns the outcome: complete, retry or failed."""
         job = claimed.job
         source = str(self.storage.original_path(claimed.sha256, claimed.format))
         dest = self.storage.variant_dir(job.photo_id)
@@ -204,41 +209,39 @@ class WorkerPool:
             await self.storage.remove_partial_outputs(job.photo_id, [spec.name for spec in specs])
             results = await self._processes[slot].render(source, specs, str(dest))
         except imaging.ImageError as exc:
-            await self.queue.fail(job, str(exc), system_fault=False)
-            return
+            return await self._fail(job, str(exc), system_fault=False)
         except TimeoutError:
             self._processes[slot].discard(kill=True)
-            await self.queue.fail(
+            return await self._fail(
                 job, f"Processing took longer than {self.settings.processing.job_timeout_seconds:.0f} seconds "
                      "and was stopped.", system_fault=False,
             )
-            return
         except BrokenProcessPool:
             self._processes[slot].discard(kill=True)
-            await self.queue.fail(
+            return await self._fail(
                 job, "The image process stopped unexpectedly (killed, crashed or out of memory).", system_fault=True
             )
-            return
         except FileNotFoundError as exc:
             missing = "The original file is missing from storage." if exc.filename == source else (
                 f"A file vanished while the outputs were written ({exc.strerror or exc}).")
-            await self.queue.fail(job, missing, system_fault=True)
-            return
+            return await self._fail(job, missing, system_fault=True)
         except OSError as exc:
-            await self.queue.fail(job, f"Storage error: {exc.strerror or exc}.", system_fault=True)
-            return
+            return await self._fail(job, f"Storage error: {exc.strerror or exc}.", system_fault=True)
         except MemoryError:
-            await self.queue.fail(job, "Not enough memory to process this image.", system_fault=True)
-            return
+            return await self._fail(job, "Not enough memory to process this image.", system_fault=True)
         except Exception as exc:  # never let one job end a worker
             log.exception("job %d failed unexpectedly", job.id)
-            await self.queue.fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
-            return
+            return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
         outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes) for r in results]
         if await self.queue.complete(job, outputs) is None:
             # The photo was deleted (or the job reclaimed) while it ran: what we wrote belongs to nobody.
             if await self.queue.db.get_photo(job.photo_id) is None:
                 await self.storage.remove_photo_files([job.photo_id], [])
+        return "complete"
+
+    async def _fail(self, job: Job, error: str, system_fault: bool) -> str:
+        await self.queue.fail(job, error, system_fault=system_fault)
+        return "retry" if job.attempts < job.max_attempts else "failed"
 
     async def _keep_leases(self) -> None:
         interval = self.settings.queue.lease_seconds / 3

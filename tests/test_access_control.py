@@ -65,7 +65,7 @@ async def test_every_route_but_the_public_ones_needs_credentials(client, credent
             if (method, canonical) in PUBLIC_ROUTES or canonical.startswith(PUBLIC_STATIC_PREFIXES):
                 assert r.status < 400 or r.status == 401 and canonical == "/login", (method, path, r.status)
                 continue
-            if canonical.startswith("/api/"):
+            if canonical.startswith("/api/") or canonical == "/metrics":
                 assert r.status == 401, (method, path, r.status)
                 if method != "HEAD":
                     body = await r.json()

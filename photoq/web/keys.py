@@ -11,6 +11,7 @@ from ..config import Settings
 from ..db import Database
 from ..events import Broadcaster
 from ..ingest import Ingest
+from ..metrics import Metrics
 from ..queue import JobQueue
 from ..storage import Storage
 from ..workers import WorkerPool
@@ -23,6 +24,7 @@ EVENTS = web.AppKey("events", Broadcaster)
 QUEUE = web.AppKey("queue", JobQueue)
 INGEST = web.AppKey("ingest", Ingest)
 WORKERS = web.AppKey("workers", WorkerPool)
+METRICS = web.AppKey("metrics", Metrics)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)
 
 # How the current request was authenticated: "bearer" or "session" (unset on public routes).

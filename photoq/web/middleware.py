@@ -20,7 +20,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..ratelimit import RateLimiter, retry_after_seconds
-from .keys import AUTH_KIND, CREDENTIALS
+from .keys import AUTH_KIND, CONFIG, CREDENTIALS
 
 log = logging.getLogger("photoq.web")
 
@@ -30,10 +30,11 @@ CSRF_FIELD = "csrf_token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC_PATHS = {"/healthz", "/login", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/static/",)
+METRICS_PATH = "/metrics"  # public only with [metrics] public = true
 
 
 def is_api(request: web.Request) -> bool:
-    return request.path.startswith("/api/") or request.path == "/api" or request.path == "/metrics"
+    return request.path.startswith("/api/") or request.path == "/api" or request.path == METRICS_PATH
 
 
 def error_response(exc: PhotoqError) -> web.Response:
@@ -153,7 +154,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    if is_public(request.path):
+    if is_public(request.path) or request.path == METRICS_PATH and request.app[CONFIG].metrics.public:
         return await handler(request)
     credentials = request.app[CREDENTIALS]
     if credentials.token_matches(bearer_token(request)):
