@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(commands.add_parser("status", help="print queue counts from the database"))
     with_config(commands.add_parser("retry-failed", help="queue every failed job again"))
     with_config(commands.add_parser("login-url", help="print the login link (it contains the admin token)"))
+    doctor = with_config(commands.add_parser("doctor", help="check the database against the files on disk"))
+    doctor.add_argument("--repair", action="store_true",
+                        help="remove orphan files, re-queue missing outputs, fail photos whose original is gone")
     return parser
 
 
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return serve(settings)
+    if args.command == "doctor":
+        from .doctor import doctor_command
+        return asyncio.run(doctor_command(settings, repair=args.repair))
     return asyncio.run(OPERATOR_COMMANDS[args.command](settings))
 
 

@@ -48,6 +48,7 @@ class QueueSettings:
     max_pending: int = 20_000
     breaker_threshold: int = 5
     breaker_cooldown_seconds: float = 60.0
+    keep_done_days: float = 30.0  # complete jobs are deleted this long after finishing; 0 keeps them forever
 
 
 @dataclass(frozen=True)

@@ -593,6 +593,159 @@ class Database:
         )
         return {r["id"]: (r["filename"], r["album_id"], r["album_name"]) for r in rows}
 
+    # -- pruning -----------------------------------------------------------------------------------------------
+
+    async def prune_finished_jobs(self, older_than: float) -> int:
+        """Delete complete jobs last updated before `older_than`; their photos, outputs and job_attempts stay."""
+        async with self.transaction() as tx:
+            async with tx.execute(
+                "DELETE FROM jobs WHERE status = 'complete' AND updated_at < ? RETURNING id", (older_than,)
+            ) as cur:
+                return len(await cur.fetchall())
+
+    # -- doctor queries ----------------------------------------------------------------------------------------
+    # `photoq doctor` runs beside a live server: it reads in pages, and every write re-checks what it acts on inside
+    # one BEGIN IMMEDIATE, which also holds off another process's writers (a server staging the same bytes) until
+    # the files are gone.
+
+    async def doctor_photos_page(self, after_id: int, limit: int) -> list[dict]:
+        """A page of photos by id: id, sha256, format, both part statuses and the names of their output rows."""
+        rows = await self._read_all(
+            """SELECT p.id, p.sha256, p.format, p.thumbnail_status, p.variant_status,
+                      (SELECT json_group_array(o.name) FROM outputs o WHERE o.photo_id = p.id) AS outputs
+               FROM photos p WHERE p.id > ? ORDER BY p.id LIMIT ?""",
+            (after_id, limit),
+        )
+        return [{**dict(r), "outputs": json.loads(r["outputs"])} for r in rows]
+
+    async def doctor_original_references(
+        self, relpaths: Sequence[str], shas: Sequence[str]
+    ) -> tuple[set[tuple[str, str]], set[str], set[str]]:
+        """For the files of one originals folder: ((sha256, format) of photos with those hashes, staged paths among
+        `relpaths`, staged sha256s among `shas`)."""
+        photos: set[tuple[str, str]] = set()
+        staged_paths: set[str] = set()
+        staged_shas: set[str] = set()
+        for chunk in _chunks(list(shas)):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._read_all(f"SELECT DISTINCT sha256, format FROM photos WHERE sha256 IN ({marks})", chunk)
+            photos.update((r["sha256"], r["format"]) for r in rows)
+            rows = await self._read_all(f"SELECT DISTINCT sha256 FROM staged_files WHERE sha256 IN ({marks})", chunk)
+            staged_shas.update(r["sha256"] for r in rows)
+        for chunk in _chunks(list(relpaths)):
+            rows = await self._read_all(
+                f"SELECT DISTINCT path FROM staged_files WHERE path IN ({','.join('?' * len(chunk))})", chunk
+            )
+            staged_paths.update(r["path"] for r in rows)
+        return photos, staged_paths, staged_shas
+
+    async def doctor_existing_photo_ids(self, photo_ids: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(list(photo_ids)):
+            rows = await self._read_all(f"SELECT id FROM photos WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(r["id"] for r in rows)
+        return found
+
+    async def doctor_remove_orphan_originals(
+        self, candidates: Sequence[tuple[str, str | None, str | None]],
+        remove: Callable[[list[str]], Awaitable[None]],
+    ) -> list[str]:
+        """`candidates` are (relpath, sha256, format) of files nothing referenced (sha256/format None when the name is
+        not an original's). Re-checked and removed inside one write transaction; returns the relpaths removed."""
+        async with self._write_lock:
+            async with self._transaction_unlocked() as tx:
+                doomed = []
+                for relpath, sha256, fmt in candidates:
+                    referenced = await self._scalar(
+                        tx,
+                        "SELECT EXISTS(SELECT 1 FROM photos WHERE sha256 = ? AND format = ?) OR "
+                        "EXISTS(SELECT 1 FROM staged_files WHERE sha256 = ? OR path = ?)",
+                        (sha256, fmt, sha256, relpath),
+                    )
+                    if not referenced:
+                        doomed.append(relpath)
+                await remove(doomed)
+        return doomed
+
+    async def doctor_remove_orphan_variant_dirs(
+        self, candidates: Sequence[tuple[str, int | None]], remove: Callable[[list[str]], Awaitable[None]]
+    ) -> list[str]:
+        """`candidates` are (relpath, photo id or None) of variant folders or stray files no photo owns. Re-checked and
+        removed inside one write transaction (a new photo may reuse a deleted photo's id); returns those removed."""
+        async with self._write_lock:
+            async with self._transaction_unlocked() as tx:
+                doomed = []
+                for relpath, photo_id in candidates:
+                    if photo_id is None or not await self._scalar(
+                        tx, "SELECT EXISTS(SELECT 1 FROM photos WHERE id = ?)", (photo_id,)
+                    ):
+                        doomed.append(relpath)
+                await remove(doomed)
+        return doomed
+
+    async def doctor_requeue_missing_outputs(
+        self, parts: Sequence[tuple[int, JobKind, Sequence[str]]], now: float, max_attempts: int
+    ) -> list[tuple[int, JobKind]]:
+        """For each (photo id, kind, missing output names): delete those stale output rows and queue the kind's job
+        again with fresh attempts. Skips photos since deleted and jobs a worker is running now (they rewrite the
+        outputs anyway). Returns the parts re-queued."""
+        requeued = []
+        async with self.transaction() as tx:
+            for photo_id, kind, names in parts:
+                if not await self._scalar(tx, "SELECT EXISTS(SELECT 1 FROM photos WHERE id = ?)", (photo_id,)):
+                    continue
+                await tx.executemany(
+                    "DELETE FROM outputs WHERE photo_id = ? AND name = ?", [(photo_id, n) for n in names]
+                )
+                if await self._scalar(
+                    tx, "SELECT EXISTS(SELECT 1 FROM jobs WHERE photo_id = ? AND kind = ? AND status = 'processing')",
+                    (photo_id, str(kind)),
+                ):
+                    requeued.append((photo_id, kind))
+                    continue
+                await self._requeue(tx, [(photo_id, kind)], now, max_attempts)
+                await tx.execute(
+                    f"UPDATE photos SET {KIND_COLUMN[kind]} = 'pending', completed_at = NULL WHERE id = ?", (photo_id,)
+                )
+                requeued.append((photo_id, kind))
+        return requeued
+
+    async def doctor_fail_missing_originals(
+        self, photo_ids: Sequence[int], error: str, now: float, max_attempts: int
+    ) -> list[int]:
+        """Photos whose original is gone can never be processed: both parts and both jobs failed with `error`, any
+        open attempt closed. Returns the photo ids marked (those still existing)."""
+        marked = []
+        async with self.transaction() as tx:
+            for photo_id in photo_ids:
+                async with tx.execute(
+                    "UPDATE photos SET thumbnail_status = 'failed', variant_status = 'failed', error = ? "
+                    "WHERE id = ? RETURNING id",
+                    (error, photo_id),
+                ) as cur:
+                    if await cur.fetchone() is None:
+                        continue
+                await tx.executemany(
+                    """INSERT INTO jobs (photo_id, kind, priority, status, max_attempts, run_at, last_error, created_at,
+                                         updated_at)
+                       VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)
+                       ON CONFLICT(photo_id, kind) DO UPDATE SET status = 'failed', lease_expires_at = NULL,
+                           last_error = excluded.last_error, updated_at = excluded.updated_at""",
+                    [(photo_id, str(kind), PRIORITY[kind], max_attempts, now, error, now, now) for kind in JobKind],
+                )
+                await tx.execute(
+                    "UPDATE job_attempts SET finished_at = ?, outcome = 'failed', error = ? "
+                    "WHERE photo_id = ? AND outcome IS NULL",
+                    (now, error, photo_id),
+                )
+                marked.append(photo_id)
+        return marked
+
+
+def _chunks(items: list, size: int = 500) -> list[list]:
+    """Slices small enough for one IN (...) list."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
 
 # -- the workers' bookkeeping: plain sqlite3, run inside the writer's thread by Database._bookkeeping ------------
 

@@ -21,6 +21,7 @@ from .models import ClaimedJob, Job, NewPhoto, OutputFile, PhotoState, Status, i
 log = logging.getLogger(__name__)
 
 PAUSED_SETTING = "queue.paused"
+PRUNE_INTERVAL_SECONDS = 3600.0  # complete jobs older than [queue] keep_done_days are deleted this often
 IDLE_RECHECK_SECONDS = 30.0  # an idle worker looks again at least this often (e.g. after `photoq retry-failed`)
 
 
@@ -202,6 +203,24 @@ class JobQueue:
             await self.fail(job, "The worker stopped responding before the job finished (lease expired).",
                             system_fault=False)
         return len(expired)
+
+    async def prune_finished_jobs(self) -> int:
+        """Delete complete jobs that finished more than [queue] keep_done_days ago (0 keeps them forever)."""
+        if self.settings.keep_done_days <= 0:
+            return 0
+        pruned = await self.db.prune_finished_jobs(self.clock() - self.settings.keep_done_days * 86400)
+        if pruned:
+            log.info("pruned %d complete job(s) older than %g day(s)", pruned, self.settings.keep_done_days)
+        return pruned
+
+    async def keep_pruning(self) -> None:
+        """Prune at start-up, then every PRUNE_INTERVAL_SECONDS, until cancelled."""
+        while True:
+            try:
+                await self.prune_finished_jobs()
+            except Exception:
+                log.exception("could not prune finished jobs")
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     # -- operating ---------------------------------------------------------------------------------------------
 

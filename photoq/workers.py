@@ -129,6 +129,7 @@ class WorkerPool:
         self._tasks = [asyncio.create_task(self._work(i), name=f"photoq-worker-{i}") for i in range(self.size)]
         self._tasks.append(asyncio.create_task(self._keep_leases(), name="photoq-leases"))
         self._tasks.append(asyncio.create_task(self._sweep_expired(), name="photoq-lease-sweep"))
+        self._tasks.append(asyncio.create_task(self.queue.keep_pruning(), name="photoq-prune-jobs"))
         self._tasks.append(asyncio.create_task(self._prewarm(), name="photoq-prewarm"))
 
     async def _prewarm(self) -> None:
