@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve(settings)
     if args.command == "doctor":
-        from .doctor import doctor_command
         return asyncio.run(doctor_command(settings, repair=args.repair))
     return asyncio.run(OPERATOR_COMMANDS[args.command](settings))
 
@@ -129,6 +128,19 @@ async def _with_database(settings: Settings, action):
         return await action(db)
     finally:
         await db.close()
+
+
+async def doctor_command(settings: Settings, repair: bool) -> int:
+    from .doctor import Doctor
+    from .storage import Storage
+
+    async def action(db) -> int:
+        try:
+            return await Doctor(settings, db, Storage(settings.data_dir), repair).run()
+        finally:
+            sys.stdout.flush()
+
+    return await _with_database(settings, action)
 
 
 async def status_command(settings: Settings) -> int:

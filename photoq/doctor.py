@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 
@@ -291,17 +290,3 @@ class Doctor:
         for relpath in relpaths:
             self.report.problem(f"stale temp file: {relpath} (older than {TEMP_MIN_AGE_SECONDS / 3600:.0f} hour)",
                                 fixed=True if self.report.repair else None, action="removed")
-
-
-async def doctor_command(settings: Settings, repair: bool) -> int:
-    storage = Storage(settings.data_dir)
-    if not storage.database_path.exists():
-        print(f"photoq: no database in {settings.data_dir} (has photoq been started there?)", file=sys.stderr)
-        return 1
-    db = Database(storage.database_path)
-    await db.open()
-    try:
-        return await Doctor(settings, db, storage, repair).run()
-    finally:
-        await db.close()
-        sys.stdout.flush()
