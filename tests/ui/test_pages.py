@@ -207,9 +207,7 @@ async def test_rejected_files_show_the_servers_message_next_to_them(browser, sta
 
 
 async def test_a_photo_that_fails_shows_retry_and_retry_completes_it(browser, start_ui, tmp_path):
-    # One worker: a photo's two jobs running at once can fail each other (see the report on
-    # storage.remove_partial_outputs), and with max_attempts = 1 that would fail the retry too.
-    ui = await start_ui(queue={"max_attempts": 1, "breaker_threshold": 100}, processing={"workers": 1})
+    ui = await start_ui(queue={"max_attempts": 1, "breaker_threshold": 100})
     page = await ui.new_page(browser)
     album_id = await create_album(page, ui, "Fragile")
     await api(ui, "POST", "/api/admin/queue/pause")
