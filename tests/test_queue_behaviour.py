@@ -42,16 +42,26 @@ def original_of(client, photo) -> Path:
     return client.app[STORAGE].original_path(photo["sha256"], photo["content_type"].split("/")[1])
 
 
+async def upload_with_originals_gone(client, album, *files) -> tuple[list[int], list[Path]]:
+    """Upload while paused, move the stored originals away (a real cause of failure), then resume."""
+    await client.post("/api/admin/queue/pause", headers=AUTH)
+    ids = await upload(client, album, *files)
+    originals = [original_of(client, await get(client, f"/api/photos/{i}")) for i in ids]
+    for original in originals:
+        original.rename(original.with_suffix(".away"))
+    await client.post("/api/admin/queue/resume", headers=AUTH)
+    return ids, originals
+
+
+def put_back(originals: list[Path]) -> None:
+    for original in originals:
+        original.with_suffix(".away").rename(original)
+
+
 async def test_a_job_that_keeps_failing_is_retried_with_backoff_then_dead_lettered_and_retry_fixes_it(start_client):
     client = await start_client(queue={"max_attempts": 3, "breaker_threshold": 100})
     album = await make_album(client)
-    await client.post("/api/admin/queue/pause", headers=AUTH)
-    data = jpeg(seed=40)
-    [photo_id] = await upload(client, album, ("a.jpg", data))
-    photo = await get(client, f"/api/photos/{photo_id}")
-    original = original_of(client, photo)
-    original.rename(original.with_name("moved-away"))  # a real cause of failure: the file is gone
-    await client.post("/api/admin/queue/resume", headers=AUTH)
+    [photo_id], originals = await upload_with_originals_gone(client, album, ("a.jpg", jpeg(seed=40)))
 
     final = await wait_for_photos(client, [photo_id], statuses=("failed",))
     await wait_for_photos(client, [photo_id], statuses=("failed",))
@@ -73,7 +83,7 @@ async def test_a_job_that_keeps_failing_is_retried_with_backoff_then_dead_letter
     assert {j["kind"] for j in queue["jobs"]} == {"thumbnail", "variant"}
     assert all(j["attempts"] == j["max_attempts"] == 3 and j["error"] for j in queue["jobs"])
 
-    original.with_name("moved-away").rename(original)
+    put_back(originals)
     async with client.post(f"/api/photos/{photo_id}/retry", headers=AUTH) as r:
         assert r.status == 202
     await wait_for_photos(client, [photo_id])
@@ -116,12 +126,7 @@ async def test_pause_stops_new_claims_and_resume_continues(client, album):
 async def test_retry_all_failed_and_clear_failed(start_client):
     client = await start_client(queue={"max_attempts": 1, "breaker_threshold": 100})
     album = await make_album(client)
-    await client.post("/api/admin/queue/pause", headers=AUTH)
-    ids = await upload(client, album, ("a.jpg", jpeg(seed=42)), ("b.jpg", jpeg(seed=43)))
-    photos = [await get(client, f"/api/photos/{i}") for i in ids]
-    for photo in photos:
-        original_of(client, photo).rename(original_of(client, photo).with_suffix(".away"))
-    await client.post("/api/admin/queue/resume", headers=AUTH)
+    ids, originals = await upload_with_originals_gone(client, album, ("a.jpg", jpeg(seed=42)), ("b.jpg", jpeg(seed=43)))
     await queue_until(client, lambda q: q["failed_count"] == 4)
 
     async with client.delete("/api/admin/queue/failed", headers=AUTH) as r:
@@ -131,8 +136,7 @@ async def test_retry_all_failed_and_clear_failed(start_client):
     for photo_id in ids:
         assert (await get(client, f"/api/photos/{photo_id}"))["processing_status"] == "failed"
 
-    for photo in photos:
-        original_of(client, photo).with_suffix(".away").rename(original_of(client, photo))
+    put_back(originals)
     async with client.post("/api/admin/queue/retry-failed", headers=AUTH) as r:
         assert await r.json() == {"requeued": 4}
     await wait_for_photos(client, ids)
@@ -143,20 +147,14 @@ async def test_consecutive_system_failures_open_the_circuit_breaker(start_client
         processing={"workers": 1}, queue={"breaker_threshold": 2, "breaker_cooldown_seconds": 2, "max_attempts": 5},
     )
     album = await make_album(client)
-    await client.post("/api/admin/queue/pause", headers=AUTH)
-    ids = await upload(client, album, ("a.jpg", jpeg(seed=44)), ("b.jpg", jpeg(seed=45)))
-    photos = [await get(client, f"/api/photos/{i}") for i in ids]
-    for photo in photos:
-        original_of(client, photo).rename(original_of(client, photo).with_suffix(".away"))
-    await client.post("/api/admin/queue/resume", headers=AUTH)
+    ids, originals = await upload_with_originals_gone(client, album, ("a.jpg", jpeg(seed=44)), ("b.jpg", jpeg(seed=45)))
 
     queue = await queue_until(client, lambda q: q["circuit_breaker"]["state"] == "open")
     assert queue["circuit_breaker"]["consecutive_failures"] >= 2
     assert "missing" in queue["circuit_breaker"]["last_error"]
     assert queue["failed_count"] == 0  # the breaker saved the remaining attempts
 
-    for photo in photos:
-        original_of(client, photo).with_suffix(".away").rename(original_of(client, photo))
+    put_back(originals)
     await wait_for_photos(client, ids)
     queue = await get(client, "/api/admin/queue")
     assert queue["circuit_breaker"]["state"] == "closed"
