@@ -1,6 +1,7 @@
 -- photoq database schema: the truth about the data.
--- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database (version 1) and then the
--- numbered migrations in photoq/migrations.py. Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database and stamps it with the
+-- latest version, and takes older databases forward with the numbered MIGRATIONS in photoq/db.py (this file shows
+-- the result: version 2 added photos.thumbhash). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
 
 CREATE TABLE albums (
     id          INTEGER PRIMARY KEY,
@@ -34,6 +35,7 @@ CREATE TABLE photos (
     error              TEXT,
     created_at         REAL    NOT NULL,
     completed_at       REAL,
+    thumbhash          TEXT,                      -- base64 ThumbHash placeholder, from the thumbnail job (v2)
     UNIQUE (album_id, sha256)
 );
 CREATE INDEX photos_by_sha256 ON photos(sha256);

@@ -34,12 +34,15 @@ from .models import (
 SCHEMA_VERSION_BASE = 1
 # Numbered migrations: MIGRATIONS[0] takes a database from version 1 to 2, and so on. Never edit one that has
 # shipped; add a new one and update schema.sql to match the result.
-MIGRATIONS: tuple[str, ...] = ()
+MIGRATIONS: tuple[str, ...] = (
+    # 1 -> 2: the ThumbHash placeholder of a photo, written by its thumbnail job.
+    "ALTER TABLE photos ADD COLUMN thumbhash TEXT",
+)
 
 BUSY_TIMEOUT_MS = 10_000
 KIND_COLUMN = {JobKind.THUMBNAIL: "thumbnail_status", JobKind.VARIANT: "variant_status"}
 OTHER_KIND_COLUMN = {JobKind.THUMBNAIL: "variant_status", JobKind.VARIANT: "thumbnail_status"}
-PHOTO_STATE_COLUMNS = "id, album_id, processing_status, thumbnail_status, variant_status, error"
+PHOTO_STATE_COLUMNS = "id, album_id, processing_status, thumbnail_status, variant_status, error, thumbhash"
 JOB_COLUMNS = "id, photo_id, kind, priority, status, attempts, max_attempts, run_at, lease_expires_at, last_error, created_at"
 UNFINISHED = "('pending', 'processing')"
 
@@ -59,6 +62,7 @@ def _photo_state(row) -> PhotoState:
         thumbnail_status=Status(row["thumbnail_status"]),
         variant_status=Status(row["variant_status"]),
         error=row["error"],
+        thumbhash=row["thumbhash"],
     )
 
 
@@ -99,6 +103,7 @@ def _photo(row) -> Photo:
         completed_at=row["completed_at"],
         attempts=row["attempts"],
         last_attempt=row["last_attempt"],
+        thumbhash=row["thumbhash"],
     )
 
 
@@ -808,11 +813,14 @@ def _complete_job(conn: sqlite3.Connection, job: Job, outputs: Sequence[OutputFi
                size_bytes = excluded.size_bytes, created_at = excluded.created_at""",
         [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now) for o in outputs],
     )
+    # The thumbnail job's smallest output carries the placeholder; a job without one keeps what is stored.
+    thumbhash = next((o.thumbhash for o in outputs if o.thumbhash), None) if job.kind == JobKind.THUMBNAIL else None
     row = conn.execute(
         f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = 'complete',
-                completed_at = CASE WHEN {OTHER_KIND_COLUMN[job.kind]} = 'complete' THEN ? ELSE completed_at END
+                completed_at = CASE WHEN {OTHER_KIND_COLUMN[job.kind]} = 'complete' THEN ? ELSE completed_at END,
+                thumbhash = coalesce(?, thumbhash)
             WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
-        (now, job.photo_id),
+        (now, thumbhash, job.photo_id),
     ).fetchone()
     return _photo_state(row)
 

@@ -7,7 +7,9 @@ thread of the web process and reads headers only; ``render`` runs in a
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -473,6 +475,7 @@ class OutputResult:
     width: int
     height: int
     size_bytes: int
+    placeholder: str | None = None  # base64 ThumbHash, on the smallest output when render(placeholder=True)
 
 
 def output_filename(spec: OutputSpec) -> str:
@@ -487,11 +490,12 @@ class _Planned:
 
 
 def render(
-    source: str, specs: Sequence[OutputSpec], dest_dir: str, fsync: bool = True
+    source: str, specs: Sequence[OutputSpec], dest_dir: str, fsync: bool = True, placeholder: bool = False
 ) -> list[OutputResult]:
     """Decode ``source`` once and write every spec into ``dest_dir`` atomically.
 
-    Returns results in the order of ``specs``. Raises UnsupportedImage,
+    Returns results in the order of ``specs``; with ``placeholder``, the smallest result carries the ThumbHash of
+    its image (base64) in ``placeholder``. Raises UnsupportedImage,
     CorruptImage or TooManyPixels for bad input and re-raises real OS errors.
     """
     if not specs:
@@ -517,6 +521,9 @@ def render(
             results[planned.index] = _write_output(
                 image, planned.spec, dest_dir, icc_profile, fsync, temp_paths
             )
+        if placeholder:  # `plan` is largest first, so `image` is the smallest output
+            smallest = plan[-1].index
+            results[smallest] = dataclasses.replace(results[smallest], placeholder=thumbhash_base64(image))
         if fsync:
             _fsync_directory(dest_dir)
             if created_dest_dir:
@@ -770,6 +777,106 @@ def _remove_quietly(path: str) -> None:
     # Best effort: this runs while another error may be propagating.
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+# --------------------------------------------------------------------------- ThumbHash
+
+
+THUMBHASH_MAX_SIDE = 100
+
+
+def thumbhash_base64(im: Image.Image) -> str:
+    """The ThumbHash of ``im`` (shrunk to fit THUMBHASH_MAX_SIDE first), base64-encoded."""
+    im = im.convert("RGBA")
+    if im.width > THUMBHASH_MAX_SIDE or im.height > THUMBHASH_MAX_SIDE:
+        im = im.resize(_fit_within(im.size, (THUMBHASH_MAX_SIDE, THUMBHASH_MAX_SIDE)), Image.Resampling.BOX)
+    return base64.b64encode(rgba_to_thumbhash(im.width, im.height, im.tobytes())).decode("ascii")
+
+
+def _round(x: float) -> int:
+    return math.floor(x + 0.5)  # JavaScript's Math.round, which the reference implementation uses
+
+
+def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
+    """Encode ``w`` x ``h`` RGBA pixels (at most 100 x 100) as a ThumbHash.
+
+    A port of rgbaToThumbHash from Evan Wallace's public-domain reference (https://github.com/evanw/thumbhash).
+    """
+    if not (0 < w <= 100 and 0 < h <= 100) or len(rgba) != w * h * 4:
+        raise ValueError(f"{w}x{h} does not fit in 100x100 or does not match {len(rgba)} bytes")
+    n = w * h
+    avg_r = avg_g = avg_b = avg_a = 0.0
+    for j in range(0, n * 4, 4):
+        alpha = rgba[j + 3] / 255
+        avg_r += alpha / 255 * rgba[j]
+        avg_g += alpha / 255 * rgba[j + 1]
+        avg_b += alpha / 255 * rgba[j + 2]
+        avg_a += alpha
+    if avg_a:
+        avg_r /= avg_a
+        avg_g /= avg_a
+        avg_b /= avg_a
+
+    has_alpha = avg_a < n
+    l_limit = 5 if has_alpha else 7  # fewer luminance bits when there is alpha
+    lx = max(1, _round(l_limit * w / max(w, h)))
+    ly = max(1, _round(l_limit * h / max(w, h)))
+    lum, p, q, a = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    # RGBA -> LPQA, composited atop the average colour.
+    for i in range(n):
+        j = i * 4
+        alpha = rgba[j + 3] / 255
+        r = avg_r * (1 - alpha) + alpha / 255 * rgba[j]
+        g = avg_g * (1 - alpha) + alpha / 255 * rgba[j + 1]
+        b = avg_b * (1 - alpha) + alpha / 255 * rgba[j + 2]
+        lum[i] = (r + g + b) / 3
+        p[i] = (r + g) / 2 - b
+        q[i] = r - g
+        a[i] = alpha
+
+    def encode_channel(channel: list[float], nx: int, ny: int) -> tuple[float, list[float], float]:
+        # The DCT is separable: per row, the dot product with each horizontal cosine, then down the columns.
+        fxs = [[math.cos(math.pi / w * cx * (x + 0.5)) for x in range(w)] for cx in range(nx)]
+        rows = [channel[y * w:(y + 1) * w] for y in range(h)]
+        row_dots = [[sum(v * f for v, f in zip(row, fx)) for row in rows] for fx in fxs]
+        dc, ac, scale = 0.0, [], 0.0
+        for cy in range(ny):
+            fy = [math.cos(math.pi / h * cy * (y + 0.5)) for y in range(h)]
+            cx = 0
+            while cx * ny < nx * (ny - cy):
+                f = sum(d * c for d, c in zip(row_dots[cx], fy)) / n
+                if cx or cy:
+                    ac.append(f)
+                    scale = max(scale, abs(f))
+                else:
+                    dc = f
+                cx += 1
+        if scale:
+            ac = [0.5 + 0.5 / scale * f for f in ac]
+        return dc, ac, scale
+
+    l_dc, l_ac, l_scale = encode_channel(lum, max(3, lx), max(3, ly))
+    p_dc, p_ac, p_scale = encode_channel(p, 3, 3)
+    q_dc, q_ac, q_scale = encode_channel(q, 3, 3)
+    is_landscape = w > h
+    header24 = (
+        _round(63 * l_dc) | (_round(31.5 + 31.5 * p_dc) << 6) | (_round(31.5 + 31.5 * q_dc) << 12)
+        | (_round(31 * l_scale) << 18) | (int(has_alpha) << 23)
+    )
+    header16 = (ly if is_landscape else lx) | (_round(63 * p_scale) << 3) | (_round(63 * q_scale) << 9) | (
+        int(is_landscape) << 15)
+    out = [header24 & 255, (header24 >> 8) & 255, header24 >> 16, header16 & 255, header16 >> 8]
+    channels = [l_ac, p_ac, q_ac]
+    if has_alpha:
+        a_dc, a_ac, a_scale = encode_channel(a, 5, 5)
+        out.append(_round(15 * a_dc) | (_round(15 * a_scale) << 4))
+        channels.append(a_ac)
+    ac_start = len(out)
+    factors = [f for ac in channels for f in ac]
+    out.extend([0] * ((len(factors) + 1) // 2))
+    for index, f in enumerate(factors):
+        out[ac_start + (index >> 1)] |= _round(15 * f) << ((index & 1) << 2)
+    return bytes(out)
 
 
 # --------------------------------------------------------------------------- workers

@@ -61,6 +61,7 @@ class Photo:
     completed_at: float | None
     attempts: int = 0
     last_attempt: float | None = None
+    thumbhash: str | None = None  # base64 ThumbHash: a placeholder painted until the thumbnail loads
 
     @property
     def exif(self) -> dict:
@@ -77,6 +78,7 @@ class PhotoState:
     thumbnail_status: Status
     variant_status: Status
     error: str | None
+    thumbhash: str | None = None
 
     def as_event(self) -> dict:
         return {
@@ -86,6 +88,7 @@ class PhotoState:
             "thumbnail_status": str(self.thumbnail_status),
             "variant_status": str(self.variant_status),
             "error": self.error,
+            "thumbhash": self.thumbhash,
         }
 
 
@@ -120,6 +123,7 @@ class OutputFile:
     width: int
     height: int
     size_bytes: int
+    thumbhash: str | None = None  # set on the smallest thumbnail; stored on the photo, not in outputs
 
 
 @dataclass(frozen=True)

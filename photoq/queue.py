@@ -137,7 +137,7 @@ class JobQueue:
         if new_ids:
             self.events.publish_photos(
                 {"id": pid, "album_id": album_id, "processing_status": "pending", "thumbnail_status": "pending",
-                 "variant_status": "pending", "error": None}
+                 "variant_status": "pending", "error": None, "thumbhash": None}
                 for pid in new_ids
             )
             self._notify()

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from . import imaging
 from .config import Output, Settings
-from .models import ClaimedJob, Job, OutputFile
+from .models import ClaimedJob, Job, JobKind, OutputFile
 from .queue import JobQueue
 from .storage import Storage
 
@@ -66,9 +66,10 @@ class ImageProcess:
             )
         return self._executor
 
-    async def render(self, source: str, specs: list[imaging.OutputSpec], dest_dir: str) -> list[imaging.OutputResult]:
+    async def render(self, source: str, specs: list[imaging.OutputSpec], dest_dir: str,
+                     placeholder: bool = False) -> list[imaging.OutputResult]:
         loop = asyncio.get_running_loop()
-        args = (imaging.render, source, specs, dest_dir, self._settings.storage.fsync)
+        args = (imaging.render, source, specs, dest_dir, self._settings.storage.fsync, placeholder)
         try:
             future = loop.run_in_executor(self._ensure(), *args)
         except BrokenProcessPool:
@@ -208,7 +209,8 @@ class WorkerPool:
         try:
             specs = self._specs[str(job.kind)]
             await self.storage.remove_partial_outputs(job.photo_id, [spec.name for spec in specs])
-            results = await self._processes[slot].render(source, specs, str(dest))
+            results = await self._processes[slot].render(
+                source, specs, str(dest), placeholder=job.kind == JobKind.THUMBNAIL)
         except imaging.ImageError as exc:
             return await self._fail(job, str(exc), system_fault=False)
         except TimeoutError:
@@ -233,7 +235,7 @@ class WorkerPool:
         except Exception as exc:  # never let one job end a worker
             log.exception("job %d failed unexpectedly", job.id)
             return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
-        outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes) for r in results]
+        outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes, r.placeholder) for r in results]
         if await self.queue.complete(job, outputs) is None:
             # The photo was deleted (or the job reclaimed) while it ran: what we wrote belongs to nobody.
             if await self.queue.db.get_photo(job.photo_id) is None:

@@ -31,7 +31,8 @@ async def test_stream_sends_stats_then_photo_events_and_stats_changes(client, al
             ids.append(event.id)
         assert ids == sorted(ids) and len(set(ids)) == len(ids), "ids must increase"
         photo_events = [e.data for e in events if e.name == "photo"]
-        assert all(set(e) == {"id", "album_id", "processing_status", "thumbnail_status", "variant_status", "error"}
+        assert all(set(e) == {"id", "album_id", "processing_status", "thumbnail_status", "variant_status", "error",
+                              "thumbhash"}
                    for e in photo_events)
         assert photo_events[0]["id"] == photo_id and photo_events[0]["processing_status"] == "pending"
         assert photo_events[-1]["processing_status"] == "complete"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -34,7 +35,9 @@ from photoq.imaging import (
     output_filename,
     probe,
     render,
+    rgba_to_thumbhash,
     sniff,
+    thumbhash_base64,
 )
 
 DEFAULT_SPECS = [
@@ -1075,3 +1078,29 @@ def test_init_worker_lowers_the_childs_priority_when_asked():
     with ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=(100_000, 5)) as pool:
         child = pool.submit(_niceness).result()
     assert child == min(os.nice(0) + 5, 19)
+
+
+def test_render_puts_a_thumbhash_on_the_smallest_output_only_when_asked(tmp_path):
+    source = tmp_path / "in.png"
+    Image.radial_gradient("L").convert("RGB").resize((400, 300)).save(source)
+    specs = [OutputSpec("big", 300, 300), OutputSpec("small", 150, 150), OutputSpec("mid", 200, 200)]
+    big, small, mid = render(str(source), specs, str(tmp_path / "a"), placeholder=True)
+    assert big.placeholder is None and mid.placeholder is None
+    hashed = base64.b64decode(small.placeholder, validate=True)
+    assert len(hashed) == 5 + 16  # no alpha, 150x113 so 7x5 L: 5 header bytes, 22 + 5 + 5 four-bit AC factors
+    assert hashed[4] & 0x80  # landscape
+    assert render(str(source), specs, str(tmp_path / "b"), placeholder=True)[1].placeholder == small.placeholder
+    assert all(r.placeholder is None for r in render(str(source), specs, str(tmp_path / "c")))
+
+
+def test_thumbhash_is_deterministic_and_tells_images_apart():
+    gradient = Image.radial_gradient("L").convert("RGB").resize((320, 240))
+    red = Image.new("RGB", (320, 240), (200, 30, 30))
+    translucent = Image.new("RGBA", (80, 120), (0, 0, 255, 128))
+    assert thumbhash_base64(gradient) == thumbhash_base64(gradient.copy())
+    hashes = {thumbhash_base64(im) for im in (gradient, red, translucent, gradient.transpose(Image.Transpose.ROTATE_90))}
+    assert len(hashes) == 4
+    alpha = base64.b64decode(thumbhash_base64(translucent))
+    assert alpha[2] & 0x80 and not alpha[4] & 0x80  # has alpha, portrait
+    with pytest.raises(ValueError):
+        rgba_to_thumbhash(101, 10, bytes(101 * 10 * 4))

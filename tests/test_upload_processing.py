@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 from PIL import Image
 
 from photoq.web.keys import STORAGE
 
-from .support import AUTH, image_bytes, jpeg, multipart, wait_for_photos
+from .support import AUTH, SseReader, image_bytes, jpeg, multipart, wait_for_photos
 
 DEFAULT_BOXES = {
     "thumb-150": (150, 150), "thumb-300": (300, 300), "thumb-600": (600, 600),
@@ -16,7 +17,7 @@ DEFAULT_BOXES = {
 }
 PHOTO_KEYS = {"id", "album_id", "filename", "sha256", "size_bytes", "width", "height", "content_type", "taken_at",
               "exif", "processing_status", "thumbnail_status", "variant_status", "attempts", "error", "created_at",
-              "completed_at", "urls"}
+              "completed_at", "urls", "thumbhash"}
 
 
 async def test_every_supported_format_is_accepted_and_fully_processed(client, album):
@@ -121,3 +122,27 @@ async def test_processing_status_shape(client, album):
     assert body["processing_status"] == "complete"
     assert body["processing_attempts"] == 2  # one thumbnail attempt, one variant attempt
     assert body["last_attempt"].endswith("Z")
+
+
+async def test_thumbnail_job_stores_a_thumbhash_placeholder_in_the_photo_and_its_events(client, album):
+    async with client.get(f"/api/events?album_id={album}", headers=AUTH) as events:
+        reader = SseReader(events)
+        await reader.next()  # initial stats
+        async with client.post(f"/api/albums/{album}/photos", data=multipart(("t.jpg", jpeg(1200, 800, seed=7))),
+                               headers=AUTH) as response:
+            assert response.status == 202
+            photo_id = (await response.json())["photos"][0]["id"]
+        seen = []
+        while not seen or seen[-1]["thumbnail_status"] != "complete":
+            event = await reader.next(timeout=60)
+            if event.name == "photo" and event.data["id"] == photo_id:
+                seen.append(event.data)
+    assert all("thumbhash" in e for e in seen)
+    assert seen[0]["thumbhash"] is None  # pending: nothing rendered yet
+    placeholder = seen[-1]["thumbhash"]
+    assert placeholder and 5 <= len(base64.b64decode(placeholder, validate=True)) <= 25
+
+    await wait_for_photos(client, [photo_id])
+    async with client.get(f"/api/photos/{photo_id}", headers=AUTH) as response:
+        photo = await response.json()
+    assert photo["thumbhash"] == placeholder  # the variant job keeps it

@@ -89,6 +89,7 @@ def photo_dict(photo: Photo, output_names) -> dict:
         "created_at": iso(photo.created_at),
         "completed_at": iso(photo.completed_at),
         "urls": photo_urls(photo, output_names),
+        "thumbhash": photo.thumbhash,
     }
 
 

@@ -156,6 +156,7 @@ def tile(photo: Photo, thumbs: list[tuple[str, int]]) -> dict:
         "status": str(photo.processing_status),
         "failed": photo.processing_status == Status.FAILED,
         "error": photo.error,
+        "thumbhash": photo.thumbhash,
         "src": file_url(photo.id, thumbs[len(thumbs) // 2][0]) if thumbs else file_url(photo.id, "original"),
         "srcset": ", ".join(f"{file_url(photo.id, name)} {width}w" for name, width in thumbs),
     }

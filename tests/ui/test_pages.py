@@ -140,6 +140,8 @@ async def test_upload_five_files_and_watch_each_placeholder_become_a_thumbnail(b
         await expect(image).to_have_attribute("alt", re.compile(r"\.(jpg|png|webp)$"))
         await image.evaluate("img => img.decode()")
         assert await image.evaluate("img => img.naturalWidth > 0")
+    # Every tile got its ThumbHash placeholder from the live `photo` events.
+    await expect(page.locator("#gallery .tile[data-thumbhash]")).to_have_count(5)
     await screenshot(page, "04-album-processed")
 
     # The photo page shows a display variant picked by srcset, with facts and the processing history.
@@ -162,6 +164,10 @@ async def test_upload_five_files_and_watch_each_placeholder_become_a_thumbnail(b
                               color_scheme="dark")
     await phone.goto(ui.url(f"/albums/{album_id}"))
     await expect(phone.locator("#gallery img.tile-img")).to_have_count(5)
+    # The server-rendered tiles carry the placeholder too, and the page's decoder paints it.
+    await expect(phone.locator("#gallery .tile[data-thumbhash]")).to_have_count(5)
+    thumbhash = await phone.locator("#gallery .tile").first.get_attribute("data-thumbhash")
+    assert (await phone.evaluate("h => window.photoq.thumbHashToDataURL(h)", thumbhash)).startswith("data:image/png")
     for image in await phone.locator("#gallery img.tile-img").all():
         await image.evaluate("img => img.decode()")
     await screenshot(phone, "07-phone-album-dark")
