@@ -103,6 +103,12 @@ class Broadcaster:
                     subscriber.offer(event)
             self.stats_changed([data["album_id"]])
 
+    def publish_to_all(self, name: str, data: dict) -> None:
+        """An event for every subscriber, whatever album it follows (e.g. `queue`: paused, breaker)."""
+        event = Event(self.next_id(), name, data)
+        for subscriber in list(self._subscribers):
+            subscriber.offer(event)
+
     def stats_changed(self, album_ids: Iterable[int | None] = (None,)) -> None:
         self._dirty_albums.update(album_ids)
         self._dirty.set()

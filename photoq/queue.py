@@ -172,6 +172,7 @@ class JobQueue:
     async def fail(self, job: Job, error: str, system_fault: bool) -> PhotoState | None:
         """Record a failed attempt: retry later with backoff, or dead-letter after max attempts."""
         if system_fault and self.breaker.record_system_failure(error):
+            self._publish_queue_state()
             log.error("circuit breaker open for %.0fs after %d consecutive system failures; last: %s",
                       self.breaker.cooldown, self.breaker.consecutive_failures, error)
         now = self.clock()
@@ -227,10 +228,12 @@ class JobQueue:
     async def pause(self) -> None:
         await self.db.set_setting(PAUSED_SETTING, "1")
         self.paused = True
+        self._publish_queue_state()
 
     async def resume(self) -> None:
         await self.db.set_setting(PAUSED_SETTING, "0")
         self.paused = False
+        self._publish_queue_state()
         self._notify()
 
     async def retry_photo(self, photo_id: int) -> PhotoState | None:
@@ -247,7 +250,13 @@ class JobQueue:
         return count
 
     async def clear_failed(self) -> int:
-        return await self.db.clear_failed_jobs()
+        cleared = await self.db.clear_failed_jobs()
+        self._publish_queue_state()
+        return cleared
+
+    def _publish_queue_state(self) -> None:
+        """Tell live pages about queue changes that move no photo: pause, resume, clearing, the breaker opening."""
+        self.events.publish_to_all("queue", {"paused": self.paused, "circuit_breaker": self.breaker.state})
 
     async def overview(self, status: Status | None = None, limit: int = 100) -> dict:
         counts = await self.db.job_counts()

@@ -113,3 +113,19 @@ async def test_clients_that_go_away_leave_no_subscription_behind(client, album):
     # Events still flow to new clients afterwards.
     async with client.get("/api/events", headers=AUTH) as response:
         assert (await SseReader(response).next()).name == "stats"
+
+
+async def test_pause_resume_and_clearing_are_announced_to_every_stream(client, album):
+    async with client.get(f"/api/events?album_id={album}", headers=AUTH) as response:
+        reader = SseReader(response)
+        await reader.next()
+        seen = []
+        for action in ("pause", "resume"):
+            await client.post(f"/api/admin/queue/{action}", headers=AUTH)
+            event = await reader.next()
+            assert event.name == "queue"
+            seen.append(event.data)
+        await client.delete("/api/admin/queue/failed", headers=AUTH)
+        cleared = await reader.next()
+    assert seen == [{"paused": True, "circuit_breaker": "closed"}, {"paused": False, "circuit_breaker": "closed"}]
+    assert cleared.name == "queue" and cleared.data["paused"] is False

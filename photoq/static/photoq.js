@@ -61,6 +61,9 @@
     source.addEventListener('photo', (event) => {
       if (handlers.photo) handlers.photo(JSON.parse(event.data));
     });
+    source.addEventListener('queue', (event) => {
+      if (handlers.queue) handlers.queue(JSON.parse(event.data));
+    });
     window.addEventListener('pagehide', () => source.close());
     return source;
   }
@@ -151,6 +154,7 @@
       photo(data) {
         if (photoId === null || data.id === photoId) scheduleRefresh(photoId ? 150 : 1000);
       },
+      queue() { if (!photoId) scheduleRefresh(150); },  // paused, resumed, cleared, breaker: nothing else says so
       resync() { if (!first) scheduleRefresh(); },
     });
   }
