@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -22,6 +23,21 @@ class JobKind(StrEnum):
 
 # Lower runs first: every thumbnail in the queue before any display variant.
 PRIORITY = {JobKind.THUMBNAIL: 0, JobKind.VARIANT: 10}
+
+
+MAX_ALBUM_NAME = 200
+
+
+def clean_album_name(raw: object) -> str:
+    """The album name as stored; ValueError (a sentence for people) when it is not acceptable."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("The album needs a non-empty name.")
+    name = raw.strip()
+    if len(name) > MAX_ALBUM_NAME:
+        raise ValueError(f"The album name is longer than {MAX_ALBUM_NAME} characters.")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):  # NUL, line breaks, unpaired surrogates
+        raise ValueError("The album name may not contain control characters or invalid text.")
+    return name
 
 
 def iso(ts: float | None) -> str | None:

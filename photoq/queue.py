@@ -143,6 +143,25 @@ class JobQueue:
             self._notify()
         return results
 
+    async def create_album(self, name: str):
+        album = await self.db.create_album(name, self.clock())
+        self.events.stats_changed()
+        return album
+
+    async def delete_album(self, album_id: int, remove_files) -> bool:
+        """Delete an album with its photos, jobs and (through `remove_files`) files. False when there is none."""
+        found = await self.db.delete_album(album_id, remove_files)
+        if found:
+            self.events.stats_changed([None, album_id])
+        return found
+
+    async def delete_photo(self, photo_id: int, remove_files) -> bool:
+        photo = await self.db.get_photo(photo_id)
+        if photo is None or not await self.db.delete_photo(photo_id, remove_files):
+            return False
+        self.events.stats_changed([None, photo.album_id])
+        return True
+
     async def has_room(self) -> bool:
         return await self.db.unfinished_job_count() < self.settings.max_pending
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 
 from aiohttp import web
 
 from ..errors import BadRequest, Conflict, NotFound
-from ..models import Album, Photo, Status, iso
+from ..models import Album, Photo, Status, clean_album_name, iso
 from ..storage import Storage
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
 
@@ -17,7 +16,6 @@ routes = web.RouteTableDef()
 MAX_SQLITE_INTEGER = 2**63 - 1
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
-MAX_ALBUM_NAME = 200
 
 
 def parse_id(raw: str, what: str = "id") -> int:
@@ -118,16 +116,11 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.post("/api/albums")
 async def create_album(request: web.Request) -> web.Response:
     body = await json_body(request)
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("The album needs a non-empty name.", code="bad_name")
-    name = name.strip()
-    if len(name) > MAX_ALBUM_NAME:
-        raise BadRequest(f"The album name is longer than {MAX_ALBUM_NAME} characters.", code="bad_name")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):  # NUL, line breaks, unpaired surrogates
-        raise BadRequest("The album name may not contain control characters or invalid text.", code="bad_name")
-    album = await request.app[DB].create_album(name, request.app[QUEUE].clock())
-    request.app[QUEUE].events.stats_changed()
+    try:
+        name = clean_album_name(body.get("name"))
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="bad_name") from None
+    album = await request.app[QUEUE].create_album(name)
     return web.json_response({"id": album.id, "name": album.name, "created_at": iso(album.created_at)}, status=201)
 
 
@@ -148,9 +141,8 @@ async def get_album(request: web.Request) -> web.Response:
 async def delete_album(request: web.Request) -> web.Response:
     storage: Storage = request.app[STORAGE]
     album_id = parse_id(request.match_info["id"])
-    if not await request.app[DB].delete_album(album_id, storage.remove_photo_files):
+    if not await request.app[QUEUE].delete_album(album_id, storage.remove_photo_files):
         raise NotFound("There is no album with that id.")
-    request.app[QUEUE].events.stats_changed([None, album_id])
     return web.Response(status=204)
 
 
@@ -284,10 +276,8 @@ async def retry_photo(request: web.Request) -> web.Response:
 @routes.delete("/api/photos/{id}")
 async def delete_photo(request: web.Request) -> web.Response:
     photo_id = parse_id(request.match_info["id"])
-    photo = await request.app[DB].get_photo(photo_id)
-    if photo is None or not await request.app[DB].delete_photo(photo_id, request.app[STORAGE].remove_photo_files):
+    if not await request.app[QUEUE].delete_photo(photo_id, request.app[STORAGE].remove_photo_files):
         raise NotFound("There is no photo with that id.")
-    request.app[QUEUE].events.stats_changed([None, photo.album_id])
     return web.Response(status=204)
 
 

@@ -15,8 +15,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..config import Settings
-from ..models import Album, Photo, Status
-from .api import MAX_ALBUM_NAME, MAX_SQLITE_INTEGER
+from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
+from .api import MAX_SQLITE_INTEGER
 from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
 from .session import safe_next
 from .templating import render
@@ -248,14 +248,12 @@ async def render_index(request: web.Request, error: str | None = None, name: str
 
 @routes.post("/albums")
 async def create_album(request: web.Request) -> web.StreamResponse:
-    name = (await form_field(request, "name") or "").strip()
-    if not name:
-        return await render_index(request, "Give the album a name.", name, status=400)
-    if len(name) > MAX_ALBUM_NAME:
-        return await render_index(request, f"The name is longer than {MAX_ALBUM_NAME} characters.", name, 400)
-    queue = request.app[QUEUE]
-    album = await request.app[DB].create_album(name, queue.clock())
-    queue.events.stats_changed()
+    raw = await form_field(request, "name") or ""
+    try:
+        name = clean_album_name(raw)
+    except ValueError as exc:
+        return await render_index(request, str(exc), raw.strip(), status=400)
+    album = await request.app[QUEUE].create_album(name)
     raise redirect(f"/albums/{album.id}", "album_created")
 
 
@@ -299,8 +297,7 @@ async def delete_album(request: web.Request) -> web.StreamResponse:
     album = await album_or_none(request)
     if album is None:
         return await not_found(request, "album")
-    await request.app[DB].delete_album(album.id, request.app[STORAGE].remove_photo_files)
-    request.app[QUEUE].events.stats_changed([None, album.id])
+    await request.app[QUEUE].delete_album(album.id, request.app[STORAGE].remove_photo_files)
     raise redirect("/", "album_deleted")
 
 
@@ -332,12 +329,11 @@ async def clear_album_errors(request: web.Request) -> web.StreamResponse:
     album = await album_or_none(request)
     if album is None:
         return await not_found(request, "album")
-    db, storage = request.app[DB], request.app[STORAGE]
+    queue, storage = request.app[QUEUE], request.app[STORAGE]
     removed = 0
     async for photo in failed_photos(request, album.id):
-        if await db.delete_photo(photo.id, storage.remove_photo_files):
+        if await queue.delete_photo(photo.id, storage.remove_photo_files):
             removed += 1
-    request.app[QUEUE].events.stats_changed([None, album.id])
     raise redirect(f"/albums/{album.id}", f"errors_cleared:{removed}")
 
 
@@ -422,8 +418,7 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
     photo = await photo_or_none(request)
     if photo is None:
         return await not_found(request, "photo")
-    await request.app[DB].delete_photo(photo.id, request.app[STORAGE].remove_photo_files)
-    request.app[QUEUE].events.stats_changed([None, photo.album_id])
+    await request.app[QUEUE].delete_photo(photo.id, request.app[STORAGE].remove_photo_files)
     raise redirect(f"/albums/{photo.album_id}", "photo_deleted")
 
 
@@ -455,14 +450,12 @@ async def queue_page(request: web.Request) -> web.Response:
 @routes.post("/queue/pause")
 async def pause(request: web.Request) -> web.StreamResponse:
     await request.app[QUEUE].pause()
-    request.app[QUEUE].events.stats_changed()
     raise redirect("/queue", "paused")
 
 
 @routes.post("/queue/resume")
 async def resume(request: web.Request) -> web.StreamResponse:
     await request.app[QUEUE].resume()
-    request.app[QUEUE].events.stats_changed()
     raise redirect("/queue", "resumed")
 
 
@@ -475,5 +468,4 @@ async def retry_all(request: web.Request) -> web.StreamResponse:
 @routes.post("/queue/clear-failed")
 async def clear_failed(request: web.Request) -> web.StreamResponse:
     count = await request.app[QUEUE].clear_failed()
-    request.app[QUEUE].events.stats_changed()
     raise redirect("/queue", f"failed_cleared:{count}")
