@@ -3,14 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# photoq.pyz: one file holding photoq and its dependencies, for the interpreter that will run it.
+PYZ_PYTHON ?= $(PYTHON)
+PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test bench bench-load clean browser
+.PHONY: run test bench bench-load pyz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -32,5 +35,9 @@ bench: $(STAMP)
 bench-load: $(STAMP)
 	$(BIN)/python bench/load.py
 
+# Compiled wheels inside: build it on the machine type (and Python version) it will run on, e.g. on the Pi.
+pyz: $(STAMP)
+	$(BIN)/python deploy/build_pyz.py --python $(PYZ_PYTHON) --output $(PYZ)
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build dist

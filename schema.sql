@@ -1,7 +1,7 @@
 -- photoq database schema: the truth about the data.
 -- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database and stamps it with the
 -- latest version, and takes older databases forward with the numbered MIGRATIONS in photoq/db.py (this file shows
--- the result: version 2 added photos.thumbhash). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
 
 CREATE TABLE albums (
     id          INTEGER PRIMARY KEY,
@@ -17,7 +17,7 @@ CREATE TABLE photos (
     size_bytes         INTEGER NOT NULL,
     width              INTEGER NOT NULL,          -- as displayed (EXIF orientation applied)
     height             INTEGER NOT NULL,
-    format             TEXT    NOT NULL,          -- jpeg | png | webp | gif | tiff (sniffed from the bytes)
+    format             TEXT    NOT NULL,          -- jpeg | png | webp | gif | tiff | heic | avif (sniffed from the bytes)
     content_type       TEXT    NOT NULL,
     taken_at           TEXT,
     exif               TEXT    NOT NULL DEFAULT '{}',
@@ -58,6 +58,7 @@ CREATE TABLE jobs (
     last_error        TEXT,
     created_at        REAL    NOT NULL,
     updated_at        REAL    NOT NULL,
+    outputs           TEXT,                        -- JSON array of the output names to render; NULL: all (v3)
     UNIQUE (photo_id, kind)
 );
 CREATE INDEX jobs_runnable ON jobs(priority, run_at, id) WHERE status = 'pending';
@@ -79,7 +80,8 @@ CREATE TABLE job_attempts (
 );
 CREATE INDEX job_attempts_by_photo ON job_attempts(photo_id, id);
 
--- Outputs that exist on disk for a photo (written by its jobs).
+-- Outputs that exist on disk for a photo (written by its jobs), and what they were rendered with. Rows from
+-- before version 3 have NULL format and spec: their file has the configured format's name.
 CREATE TABLE outputs (
     photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
     name        TEXT    NOT NULL,
@@ -87,6 +89,8 @@ CREATE TABLE outputs (
     height      INTEGER NOT NULL,
     size_bytes  INTEGER NOT NULL,
     created_at  REAL    NOT NULL,
+    format      TEXT,                      -- the format the file was written in, e.g. webp (v3)
+    spec        TEXT,                      -- what rendered it, e.g. "webp 1080x1920 q80 m0" (v3)
     PRIMARY KEY (photo_id, name)
 ) WITHOUT ROWID;
 

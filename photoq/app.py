@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import weakref
 from pathlib import Path
@@ -16,9 +18,11 @@ from .ingest import Ingest
 from .metrics import Metrics
 from .queue import JobQueue
 from .storage import Storage
+from .tus import ResumableUploads
 from .web import api, metrics, session, sse
-from .web import ui
+from .web import tus, ui
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
+from .web.keys import RESUMABLE
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
 from .web.templating import TEMPLATES, make_environment
 from .workers import WorkerPool
@@ -40,9 +44,10 @@ def create_app(settings: Settings) -> web.Application:
     app[TEMPLATES] = make_environment()
     app[SSE_RESPONSES] = weakref.WeakSet()
     app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
-    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, workers_ctx])
+    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, resumable_ctx, workers_ctx])
     app.on_shutdown.append(close_live_streams)
     app.add_routes(api.routes)
+    app.add_routes(tus.routes)
     app.add_routes(sse.routes)
     app.add_routes(metrics.routes)
     app.add_routes(session.routes)
@@ -74,7 +79,8 @@ async def events_ctx(app: web.Application):
     db = app[DB]
 
     async def compute_stats(album_id):
-        return (await db.stats(album_id)).as_dict()
+        queue = app.get(QUEUE)  # set once the queue has started; its stats carry eta_seconds
+        return (await (queue.stats(album_id) if queue is not None else db.stats(album_id))).as_dict()
 
     broadcaster = Broadcaster(compute_stats)
     app[EVENTS] = broadcaster
@@ -89,6 +95,23 @@ async def queue_ctx(app: web.Application):
     app[QUEUE] = queue
     app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
     yield
+
+
+async def resumable_ctx(app: web.Application):
+    """Resumable (tus) uploads outlive restarts; expired ones are removed at start and then periodically."""
+    settings = app[CONFIG]
+    uploads = ResumableUploads(app[STORAGE].root / "resumable", fsync=settings.storage.fsync,
+                               expire_seconds=settings.upload.resumable_expire_hours * 3600)
+    await asyncio.to_thread(uploads.prepare)
+    app[RESUMABLE] = uploads
+    removed = await uploads.sweep_expired()
+    if removed:
+        log.info("removed %d expired resumable upload(s)", removed)
+    sweeper = asyncio.create_task(uploads.sweep_periodically())
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
 
 
 async def workers_ctx(app: web.Application):

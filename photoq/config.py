@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from .memory_budget import default_budget_mb
 
 MIB = 1024 * 1024
 
@@ -36,6 +39,10 @@ class UploadSettings:
     max_request_bytes: int = 8 * 1024 * MIB
     max_pixels: int = 150_000_000
     block_while_processing: bool = False
+    # Files above this size are sent by the web UI with the tus protocol (/api/uploads), so they resume after a
+    # dropped connection; 0 sends every file that way.
+    resumable_threshold_bytes: int = 20 * MIB
+    resumable_expire_hours: float = 24.0  # an unfinished resumable upload is removed this long after its last byte
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class ProcessingSettings:
     max_tasks_per_child: int = 500
     webp_method: int = 0
     quality: int = 80
+    avif_speed: int = 8  # AVIF encoder speed 0 (slowest, smallest) to 10, for outputs in the avif format
+    # A job starts only when its estimated peak fits beside the running ones; 0 = no limit. Default: half the RAM.
+    memory_budget_mb: int = field(default_factory=default_budget_mb)
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
 
 # Settings that must be > 0 (others may be 0, e.g. min_free_bytes).
 POSITIVE = {
+    "upload.resumable_expire_hours",
     "server.port", "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",
     "queue.breaker_threshold", "processing.workers", "processing.max_tasks_per_child", "processing.job_timeout_seconds", "processing.quality",
@@ -154,7 +165,7 @@ CHOICES = {
     "server.log_level": ("debug", "info", "warning", "error"),
 }
 OUTPUT_KINDS = ("thumbnail", "variant")
-OUTPUT_FORMATS = ("webp", "jpeg", "png")
+OUTPUT_FORMATS = ("webp", "jpeg", "png", "avif")
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path | None:
@@ -275,6 +286,8 @@ def _check_range(dotted: str, number: float, where: str, raw: Any) -> None:
         raise ConfigError(f"{where}: expected a port from 1 to 65535, got {raw!r}")
     if dotted == "processing.webp_method" and number > 6:
         raise ConfigError(f"{where}: expected a WebP method from 0 to 6, got {raw!r}")
+    if dotted == "processing.avif_speed" and number > 10:
+        raise ConfigError(f"{where}: expected an AVIF speed from 0 to 10, got {raw!r}")
     if dotted == "processing.quality" and number > 100:
         raise ConfigError(f"{where}: expected a quality from 1 to 100, got {raw!r}")
 
@@ -301,6 +314,8 @@ def _build_outputs(raw: Any, path: Path | None) -> tuple[Output, ...]:
         fmt = table.get("format", "webp")
         if fmt not in OUTPUT_FORMATS:
             raise ConfigError(f"{where}.format in {path}: expected one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+        if fmt == "avif" and importlib.util.find_spec("PIL._avif") is None:
+            raise ConfigError(f"{where}.format in {path}: this Pillow was built without AVIF support, use webp")
         size = {}
         for key in ("width", "height"):
             value = table.get(key)

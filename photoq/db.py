@@ -24,6 +24,7 @@ from .models import (
     Job,
     JobKind,
     NewPhoto,
+    NextJob,
     OutputFile,
     Photo,
     PhotoState,
@@ -37,13 +38,20 @@ SCHEMA_VERSION_BASE = 1
 MIGRATIONS: tuple[str, ...] = (
     # 1 -> 2: the ThumbHash placeholder of a photo, written by its thumbnail job.
     "ALTER TABLE photos ADD COLUMN thumbhash TEXT",
+    # 2 -> 3: outputs remember what they were rendered with, so `photoq reprocess` can tell a stale output from a
+    # fresh one and files are found in the format they were written in; a job may render only some outputs.
+    "ALTER TABLE outputs ADD COLUMN format TEXT; ALTER TABLE outputs ADD COLUMN spec TEXT; "
+    "ALTER TABLE jobs ADD COLUMN outputs TEXT",
 )
 
 BUSY_TIMEOUT_MS = 10_000
 KIND_COLUMN = {JobKind.THUMBNAIL: "thumbnail_status", JobKind.VARIANT: "variant_status"}
 OTHER_KIND_COLUMN = {JobKind.THUMBNAIL: "variant_status", JobKind.VARIANT: "thumbnail_status"}
 PHOTO_STATE_COLUMNS = "id, album_id, processing_status, thumbnail_status, variant_status, error, thumbhash"
-JOB_COLUMNS = "id, photo_id, kind, priority, status, attempts, max_attempts, run_at, lease_expires_at, last_error, created_at"
+JOB_COLUMNS = (
+    "id, photo_id, kind, priority, status, attempts, max_attempts, run_at, lease_expires_at, last_error, created_at, "
+    "outputs"
+)
 UNFINISHED = "('pending', 'processing')"
 
 
@@ -79,7 +87,13 @@ def _job(row) -> Job:
         lease_expires_at=row["lease_expires_at"],
         last_error=row["last_error"],
         created_at=row["created_at"],
+        outputs=_output_names(row["outputs"]),
     )
+
+
+def _output_names(raw: str | None) -> tuple[str, ...] | None:
+    """jobs.outputs: a JSON array of output names, or NULL for every output of the job's kind."""
+    return None if raw is None else tuple(json.loads(raw))
 
 
 def _photo(row) -> Photo:
@@ -389,9 +403,10 @@ class Database:
 
     async def photo_outputs(self, photo_id: int) -> dict[str, OutputFile]:
         rows = await self._read_all(
-            "SELECT name, width, height, size_bytes FROM outputs WHERE photo_id = ?", (photo_id,)
+            "SELECT name, width, height, size_bytes, format, spec FROM outputs WHERE photo_id = ?", (photo_id,)
         )
-        return {r["name"]: OutputFile(r["name"], r["width"], r["height"], r["size_bytes"]) for r in rows}
+        return {r["name"]: OutputFile(r["name"], r["width"], r["height"], r["size_bytes"], format=r["format"],
+                                      spec=r["spec"]) for r in rows}
 
     async def photo_attempts(self, photo_id: int) -> list[Attempt]:
         rows = await self._read_all(
@@ -409,6 +424,48 @@ class Database:
                 "SELECT processing_status AS s, count(*) AS n FROM photos WHERE album_id = ? GROUP BY 1", (album_id,)
             )
         return Stats(**{r["s"]: r["n"] for r in rows})
+
+    # -- eta queries -------------------------------------------------------------------------------------------
+
+    async def next_runnable_job(self, now: float) -> NextJob | None:
+        """The job the next claim would take, with its photo's size (what the memory budget needs to know)."""
+        row = await self._read_one(
+            """SELECT j.id, j.kind, p.width, p.height, p.format FROM jobs j INDEXED BY jobs_runnable
+               JOIN photos p ON p.id = j.photo_id
+               WHERE j.status = 'pending' AND j.run_at <= ? ORDER BY j.priority, j.run_at, j.id LIMIT 1""",
+            (now,),
+        )
+        return None if row is None else NextJob(row["id"], JobKind(row["kind"]), row["width"], row["height"],
+                                                row["format"])
+
+    async def unfinished_jobs_by_kind(self) -> dict[str, int]:
+        rows = await self._read_all(f"SELECT kind, count(*) AS n FROM jobs WHERE status IN {UNFINISHED} GROUP BY kind")
+        return {r["kind"]: r["n"] for r in rows}
+
+    async def jobs_until_album_done(self, album_id: int) -> dict[str, int]:
+        """By kind, the jobs that finish before the album's last one can: every running job and every pending one up
+        to the album's last in claim order (priority, run_at, id); only its own running jobs when none is pending."""
+        last = await self._read_one(
+            """SELECT j.priority, j.run_at, j.id FROM jobs j JOIN photos p ON p.id = j.photo_id
+               WHERE p.album_id = ? AND j.status = 'pending'
+               ORDER BY j.priority DESC, j.run_at DESC, j.id DESC LIMIT 1""",
+            (album_id,),
+        )
+        if last is None:
+            rows = await self._read_all(
+                """SELECT j.kind, count(*) AS n FROM jobs j JOIN photos p ON p.id = j.photo_id
+                   WHERE p.album_id = ? AND j.status = 'processing' GROUP BY j.kind""",
+                (album_id,),
+            )
+        else:
+            rows = await self._read_all(
+                """SELECT kind, count(*) AS n FROM jobs
+                   WHERE status = 'processing'
+                      OR (status = 'pending' AND (priority, run_at, id) <= (?, ?, ?))
+                   GROUP BY kind""",
+                (last["priority"], last["run_at"], last["id"]),
+            )
+        return {r["kind"]: r["n"] for r in rows}
 
     # -- jobs --------------------------------------------------------------------------------------------------
 
@@ -442,6 +499,10 @@ class Database:
     async def claim_jobs(self, now: float, lease_until: float, limit: int) -> tuple[list[ClaimedJob], list[PhotoState]]:
         """Lease up to `limit` runnable jobs in priority order, in one transaction."""
         return await self._bookkeeping(_claim_jobs, now, lease_until, limit)
+
+    async def claim_job(self, job_id: int, now: float, lease_until: float) -> tuple[list[ClaimedJob], list[PhotoState]]:
+        """Lease this job if it is still runnable (nothing when it was deleted or claimed meanwhile)."""
+        return await self._bookkeeping(_claim_jobs, now, lease_until, 1, job_id)
 
     async def renew_leases(self, leases: Sequence[tuple[int, int]], lease_until: float) -> None:
         """Extend the lease of each (job id, attempt) still held."""
@@ -608,16 +669,101 @@ class Database:
             ) as cur:
                 return len(await cur.fetchall())
 
+    # -- reprocess queries -------------------------------------------------------------------------------------
+    # `photoq reprocess` (and doctor's repair) queue single outputs of a photo: the kind's job gets their names in
+    # jobs.outputs and renders only those, so the photo keeps its other outputs. Never a second job for a photo's
+    # kind: an unfinished one takes the names on (see _rerun_for_outputs_added_meanwhile).
+
+    async def reprocess_photos_page(self, after_id: int, limit: int, album_id: int | None) -> list[dict]:
+        """A page of photos by id: id, album_id, width, height, both part statuses and their output rows as
+        {name: {width, height, format, spec}}."""
+        rows = await self._read_all(
+            """SELECT p.id, p.album_id, p.width, p.height, p.thumbnail_status, p.variant_status,
+                      (SELECT json_group_object(o.name, json_object('width', o.width, 'height', o.height,
+                                                                    'format', o.format, 'spec', o.spec))
+                       FROM outputs o WHERE o.photo_id = p.id) AS outputs
+               FROM photos p WHERE p.id > ? AND (? IS NULL OR p.album_id = ?) ORDER BY p.id LIMIT ?""",
+            (after_id, album_id, album_id, limit),
+        )
+        return [{**dict(r), "outputs": json.loads(r["outputs"])} for r in rows]
+
+    async def queue_outputs(
+        self, parts: Sequence[tuple[int, JobKind, Sequence[str]]], now: float, max_attempts: int,
+        dry_run: bool = False,
+    ) -> tuple[list[tuple[str, list[str]]], list[PhotoState]]:
+        """For each (photo id, kind, output names), in order, the outcome of asking for those outputs and the names
+        that added to what was queued (see _queue_outputs_of_part); and the states of the photos whose status
+        changed. With `dry_run` the same decisions are made and rolled back."""
+        outcomes: list[tuple[str, list[str]]] = []
+        states: list[PhotoState] = []
+        try:
+            async with self.transaction() as tx:
+                for photo_id, kind, names in parts:
+                    outcome, added, state = await self._queue_outputs_of_part(
+                        tx, photo_id, kind, names, now, max_attempts)
+                    outcomes.append((outcome, added))
+                    if state is not None:
+                        states.append(state)
+                if dry_run:
+                    raise _RollBack()
+        except _RollBack:
+            return outcomes, []
+        return outcomes, states
+
+    async def _queue_outputs_of_part(
+        self, tx, photo_id: int, kind: JobKind, names: Sequence[str], now: float, max_attempts: int,
+        requeue_failed: bool = False,
+    ) -> tuple[str, list[str], PhotoState | None]:
+        """Have the photo's `kind` job render `names`. Outcomes: "queued" (its job now renders them: a finished job
+        queued again for just these, or an unfinished one given more names), "already" (its unfinished job renders
+        them anyway), "failed" (dead-lettered: left for retry, unless `requeue_failed`), "gone" (no such photo).
+        Also the names that were not asked for already, and the photo's new state when its status changed."""
+        async with tx.execute(
+            "SELECT id, status, outputs FROM jobs WHERE photo_id = ? AND kind = ?", (photo_id, str(kind))
+        ) as cur:
+            job = await cur.fetchone()
+        current = _output_names(job["outputs"]) if job is not None else None
+        if job is not None and job["status"] in (Status.PENDING, Status.PROCESSING):
+            if current is None or set(names) <= set(current):
+                return "already", [], None
+            await tx.execute("UPDATE jobs SET outputs = ?, updated_at = ? WHERE id = ?",
+                             (json.dumps(sorted({*current, *names})), now, job["id"]))
+            return "queued", sorted(set(names) - set(current)), None
+        if job is not None and job["status"] == Status.FAILED:
+            if not requeue_failed:
+                return "failed", [], None
+            wanted = None if current is None else sorted({*current, *names})
+        else:
+            wanted = sorted(set(names))
+        async with tx.execute(
+            f"UPDATE photos SET {KIND_COLUMN[kind]} = 'pending', completed_at = NULL WHERE id = ? "
+            f"RETURNING {PHOTO_STATE_COLUMNS}", (photo_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return "gone", [], None
+        await tx.execute(
+            """INSERT INTO jobs (photo_id, kind, priority, max_attempts, run_at, created_at, updated_at, outputs)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(photo_id, kind) DO UPDATE SET status = 'pending', attempts = 0,
+                   max_attempts = excluded.max_attempts, run_at = excluded.run_at, lease_expires_at = NULL,
+                   last_error = NULL, updated_at = excluded.updated_at, outputs = excluded.outputs""",
+            (photo_id, str(kind), PRIORITY[kind], max_attempts, now, now, now,
+             None if wanted is None else json.dumps(wanted)),
+        )
+        return "queued", sorted(set(names)), _photo_state(row)
+
     # -- doctor queries ----------------------------------------------------------------------------------------
     # `photoq doctor` runs beside a live server: it reads in pages, and every write re-checks what it acts on inside
     # one BEGIN IMMEDIATE, which also holds off another process's writers (a server staging the same bytes) until
     # the files are gone.
 
     async def doctor_photos_page(self, after_id: int, limit: int) -> list[dict]:
-        """A page of photos by id: id, sha256, format, both part statuses and the names of their output rows."""
+        """A page of photos by id: id, sha256, format, both part statuses and their output rows as {name: the format
+        the file was written in (None when recorded before schema version 3)}."""
         rows = await self._read_all(
             """SELECT p.id, p.sha256, p.format, p.thumbnail_status, p.variant_status,
-                      (SELECT json_group_array(o.name) FROM outputs o WHERE o.photo_id = p.id) AS outputs
+                      (SELECT json_group_object(o.name, o.format) FROM outputs o WHERE o.photo_id = p.id) AS outputs
                FROM photos p WHERE p.id > ? ORDER BY p.id LIMIT ?""",
             (after_id, limit),
         )
@@ -691,9 +837,9 @@ class Database:
     async def doctor_requeue_missing_outputs(
         self, parts: Sequence[tuple[int, JobKind, Sequence[str]]], now: float, max_attempts: int
     ) -> list[tuple[int, JobKind]]:
-        """For each (photo id, kind, missing output names): delete those stale output rows and queue the kind's job
-        again with fresh attempts. Skips photos since deleted and jobs a worker is running now (they rewrite the
-        outputs anyway). Returns the parts re-queued."""
+        """For each (photo id, kind, missing output names): delete those stale output rows and have the kind's job
+        render just those outputs again (see _queue_outputs_of_part; a dead-lettered job is queued again too).
+        Skips photos since deleted. Returns the parts re-queued."""
         requeued = []
         async with self.transaction() as tx:
             for photo_id, kind, names in parts:
@@ -702,16 +848,7 @@ class Database:
                 await tx.executemany(
                     "DELETE FROM outputs WHERE photo_id = ? AND name = ?", [(photo_id, n) for n in names]
                 )
-                if await self._scalar(
-                    tx, "SELECT EXISTS(SELECT 1 FROM jobs WHERE photo_id = ? AND kind = ? AND status = 'processing')",
-                    (photo_id, str(kind)),
-                ):
-                    requeued.append((photo_id, kind))
-                    continue
-                await self._requeue(tx, [(photo_id, kind)], now, max_attempts)
-                await tx.execute(
-                    f"UPDATE photos SET {KIND_COLUMN[kind]} = 'pending', completed_at = NULL WHERE id = ?", (photo_id,)
-                )
+                await self._queue_outputs_of_part(tx, photo_id, kind, names, now, max_attempts, requeue_failed=True)
                 requeued.append((photo_id, kind))
         return requeued
 
@@ -747,6 +884,10 @@ class Database:
         return marked
 
 
+class _RollBack(Exception):
+    """Raised inside a transaction to undo it (a dry run)."""
+
+
 def _chunks(items: list, size: int = 500) -> list[list]:
     """Slices small enough for one IN (...) list."""
     return [items[i:i + size] for i in range(0, len(items), size)]
@@ -770,15 +911,18 @@ def _bookkeeping_transaction(conn: sqlite3.Connection, fn: Callable, args: tuple
         conn.execute("PRAGMA synchronous = FULL")
 
 
-def _claim_jobs(conn: sqlite3.Connection, now: float, lease_until: float, limit: int):
+def _claim_jobs(conn: sqlite3.Connection, now: float, lease_until: float, limit: int, job_id: int | None = None):
     # INDEXED BY: left to itself SQLite picks jobs_by_status and sorts every pending job on every claim,
     # which grows with the backlog; the partial index hands out the next job in order.
+    runnable, params = ("""SELECT id FROM jobs INDEXED BY jobs_runnable WHERE status = 'pending' AND run_at <= ?
+                           ORDER BY priority, run_at, id LIMIT ?""", (now, limit))
+    if job_id is not None:  # one chosen job (the memory budget admitted it), if it is still runnable
+        runnable, params = "SELECT id FROM jobs WHERE id = ? AND status = 'pending' AND run_at <= ?", (job_id, now)
     rows = conn.execute(
         f"""UPDATE jobs SET status = 'processing', attempts = attempts + 1, lease_expires_at = ?, updated_at = ?
-            WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_runnable WHERE status = 'pending' AND run_at <= ?
-                         ORDER BY priority, run_at, id LIMIT ?)
+            WHERE id IN ({runnable})
             RETURNING {JOB_COLUMNS}""",
-        (lease_until, now, now, limit),
+        (lease_until, now, *params),
     ).fetchall()
     jobs = sorted((_job(r) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
     claimed, states = [], []
@@ -808,21 +952,41 @@ def _complete_job(conn: sqlite3.Connection, job: Job, outputs: Sequence[OutputFi
     if not _finish_leased_job(conn, job, "complete", None, None, now):
         return None
     conn.executemany(
-        """INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)
+        """INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at, format, spec)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(photo_id, name) DO UPDATE SET width = excluded.width, height = excluded.height,
-               size_bytes = excluded.size_bytes, created_at = excluded.created_at""",
-        [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now) for o in outputs],
+               size_bytes = excluded.size_bytes, created_at = excluded.created_at, format = excluded.format,
+               spec = excluded.spec""",
+        [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now, o.format, o.spec) for o in outputs],
     )
     # The thumbnail job's smallest output carries the placeholder; a job without one keeps what is stored.
     thumbhash = next((o.thumbhash for o in outputs if o.thumbhash), None) if job.kind == JobKind.THUMBNAIL else None
+    status = "pending" if _rerun_for_outputs_added_meanwhile(conn, job, now) else "complete"
     row = conn.execute(
-        f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = 'complete',
-                completed_at = CASE WHEN {OTHER_KIND_COLUMN[job.kind]} = 'complete' THEN ? ELSE completed_at END,
+        f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = ?,
+                completed_at = CASE WHEN ? = 'complete' AND {OTHER_KIND_COLUMN[job.kind]} = 'complete' THEN ?
+                                    ELSE completed_at END,
                 thumbhash = coalesce(?, thumbhash)
             WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
-        (now, thumbhash, job.photo_id),
+        (status, status, now, thumbhash, job.photo_id),
     ).fetchone()
     return _photo_state(row)
+
+
+def _rerun_for_outputs_added_meanwhile(conn: sqlite3.Connection, job: Job, now: float) -> bool:
+    """A job claimed for some outputs may have been asked for more while it ran (reprocess or doctor add names to
+    its row rather than queue a second job): it goes back to pending for just those. True when it did."""
+    if job.outputs is None:
+        return False  # it rendered every output of its kind
+    raw = conn.execute("SELECT outputs FROM jobs WHERE id = ?", (job.id,)).fetchone()["outputs"]
+    added = sorted(set(_output_names(raw) or ()) - set(job.outputs))
+    if not added:
+        return False
+    conn.execute(
+        "UPDATE jobs SET status = 'pending', attempts = 0, run_at = ?, outputs = ?, updated_at = ? WHERE id = ?",
+        (now, json.dumps(added), now, job.id),
+    )
+    return True
 
 
 def _fail_job(conn: sqlite3.Connection, job: Job, error: str, retry_at: float | None, now: float):

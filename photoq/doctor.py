@@ -109,8 +109,10 @@ class Doctor:
         configured = {o.name: o for o in self.outputs[str(kind)]}
         recorded = [name for name in photo["outputs"] if name in configured]
         expected = recorded or (list(configured) if photo[f"{kind}_status"] == Status.COMPLETE else [])
-        return [name for name in expected
-                if not self.storage.variant_path(photo["id"], name, configured[name].format).exists()]
+        # A file is looked for in the format it was written in: after a format change in the configuration the old
+        # file is stale (`photoq reprocess` renders it again), not missing.
+        return [name for name in expected if not self.storage.variant_path(
+            photo["id"], name, photo["outputs"].get(name) or configured[name].format).exists()]
 
     async def _handle_missing_originals(self, missing: list[tuple[int, str]]) -> None:
         if not missing:

@@ -60,6 +60,11 @@ class Subscriber:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
 
+def _unfinished(stats: dict | None) -> bool:
+    """An album with work left follows every change: its eta_seconds counts the other albums' jobs ahead of it."""
+    return bool(stats and (stats.get("pending") or stats.get("processing")))
+
+
 class Broadcaster:
     def __init__(self, compute_stats: Callable[[int | None], Awaitable[dict]],
                  interval: float = STATS_INTERVAL_SECONDS):
@@ -132,17 +137,23 @@ class Broadcaster:
             await self._dirty.wait()
             self._dirty.clear()
             dirty, self._dirty_albums = self._dirty_albums, set()
+            sent = True
             try:
-                await self._publish_stats(dirty)
+                sent = await self._publish_stats(dirty)
             except Exception:  # a failed stats query must not end live progress for good
                 log.exception("could not publish queue stats")
-            await asyncio.sleep(self._interval)
+            # A look that changed nothing (a pause with nothing queued, eta_seconds within its rounding) does not
+            # hold back the next change for the whole interval.
+            await asyncio.sleep(self._interval if sent else self._interval / 10)
 
-    async def _publish_stats(self, dirty: set[int | None]) -> None:
+    async def _publish_stats(self, dirty: set[int | None]) -> bool:
+        """Send changed stats to the subscribers concerned; True when any event went out."""
         by_filter: dict[int | None, list[Subscriber]] = {}
         for subscriber in self._subscribers:
-            if subscriber.album_id is None or subscriber.album_id in dirty or None in dirty:
+            if subscriber.album_id is None or subscriber.album_id in dirty or None in dirty or _unfinished(
+                    subscriber.last_stats):
                 by_filter.setdefault(subscriber.album_id, []).append(subscriber)
+        sent = False
         for album_id, subscribers in by_filter.items():
             stats = await self._compute_stats(album_id)
             event = None
@@ -151,3 +162,5 @@ class Broadcaster:
                     subscriber.last_stats = stats
                     event = event or Event(self.next_id(), "stats", stats)
                     subscriber.offer(event)
+            sent = sent or event is not None
+        return sent

@@ -43,7 +43,7 @@ CHUNK_BYTES = 1024 * 1024
 DISK_CHECK_EVERY_BYTES = 16 * 1024 * 1024
 MAX_FILENAME_CHARS = 255
 BATCH_IDLE_SECONDS = 120.0  # a batch whose last request is older than this is over
-NOT_AN_IMAGE = "The file is not a supported image (JPEG, PNG, WebP, GIF or TIFF)."
+NOT_AN_IMAGE = "The file is not a supported image (JPEG, PNG, WebP, GIF, TIFF, HEIC or AVIF)."
 # Bidirectional overrides and isolates can make "gpj.exe" display as "exe.jpg".
 BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 
@@ -101,6 +101,14 @@ def rejection_for(exc: imaging.ImageError) -> Rejection:
     return Rejection(400, exc.code, str(exc))
 
 
+async def probe_file(path: Path, max_pixels: int) -> imaging.Probe | Rejection:
+    """The header of a fully received file, probed in a thread (no decode)."""
+    try:
+        return await asyncio.to_thread(imaging.probe, str(path), max_pixels)
+    except imaging.ImageError as exc:
+        return rejection_for(exc)
+
+
 class RequestBody:
     """Reads one upload request's parts, keeping the byte count of that request."""
 
@@ -136,10 +144,9 @@ class RequestBody:
             if isinstance(outcome, Rejection):
                 return outcome
             sha256, size = outcome
-            try:
-                probe = await asyncio.to_thread(imaging.probe, str(temp), self.limits.max_pixels)
-            except imaging.ImageError as exc:
-                return rejection_for(exc)
+            probe = await probe_file(temp, self.limits.max_pixels)
+            if isinstance(probe, Rejection):
+                return probe
             keep = True
             return Received(temp, sha256, size, probe)
         finally:
@@ -219,7 +226,7 @@ class Ingest:
             self.keep_batch_open(album_id, batch)
         if not await self.queue.has_room():
             raise Overloaded("The processing queue is full; try again in a minute.", headers={"Retry-After": "60"})
-        self._check_disk(content_length or 0)
+        self.check_disk(content_length or 0)
 
     def keep_batch_open(self, album_id: int, batch: str | None) -> None:
         """Called as each request of a batch starts and ends, so a long upload does not let its batch expire."""
@@ -233,7 +240,7 @@ class Ingest:
             and time.monotonic() - open_batch[1] < BATCH_IDLE_SECONDS
         )
 
-    def _check_disk(self, incoming: int) -> None:
+    def check_disk(self, incoming: int) -> None:
         if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:
             raise InsufficientStorage("The server's disk is nearly full, so the upload was not accepted.")
 
@@ -241,7 +248,7 @@ class Ingest:
         """Read every part, then store and queue what was accepted. Returns (HTTP status, response body)."""
         entries: list[dict] = []
         received: dict[int, Received] = {}  # index in entries -> the file
-        body = RequestBody(self.storage, self.limits, self._check_disk)
+        body = RequestBody(self.storage, self.limits, self.check_disk)
         try:
             part_count = 0
             while True:
@@ -270,6 +277,19 @@ class Ingest:
         finally:
             await self.storage.remove_uploads(r.temp for r in received.values())
         return self._response(entries)
+
+    async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int) -> tuple[int, dict]:
+        """A whole file that arrived another way (a finished resumable upload) takes a multipart part's road from
+        here: probe, dedup, store the original, photo + jobs. Returns (HTTP status, the entry an upload response
+        would list for it). The file may have been moved into the store; what is left there is the caller's."""
+        entry: dict = {"filename": display_filename(filename)}
+        probe = await probe_file(path, self.limits.max_pixels) if size else Rejection(400, "empty_file",
+                                                                                         "The file is empty.")
+        if isinstance(probe, Rejection):
+            entry.update(status="rejected", error=probe.code, message=probe.message)
+            return probe.status, entry
+        await self._store_and_queue(album_id, [entry], {0: Received(path, sha256, size, probe)})
+        return (202 if entry["status"] == "pending" else 200), entry
 
     async def _store_and_queue(self, album_id: int, entries: list[dict], received: dict[int, Received]) -> None:
         first_index_of: dict[str, int] = {}

@@ -43,6 +43,13 @@ class Metrics:
         self.breaker = Gauge("photoq_circuit_breaker_state", "1 for the circuit breaker's current state.",
                              ["state"], registry=r)
         self.paused = Gauge("photoq_queue_paused", "1 while the queue is paused.", registry=r)
+        # Set by the workers as jobs start and end (memory_budget.py).
+        self.memory_reserved = Gauge("photoq_memory_reserved_bytes",
+                                     "Estimated peak memory of the jobs running now.", registry=r)
+        self.memory_budget = Gauge("photoq_memory_budget_bytes",
+                                   "[processing] memory_budget_mb in bytes; 0 means no limit.", registry=r)
+        self.memory_waits = Counter("photoq_memory_waits",
+                                    "Times the next job waited for running jobs to free memory.", registry=r)
 
     # -- events ----------------------------------------------------------------------------------------------
 

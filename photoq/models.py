@@ -121,6 +121,7 @@ class Job:
     lease_expires_at: float | None
     last_error: str | None
     created_at: float
+    outputs: tuple[str, ...] | None = None  # the output names to render; None renders every output of its kind
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,25 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True)
+class NextJob:
+    """The job the next claim would take, with its photo's displayed size and format."""
+
+    id: int
+    kind: JobKind
+    width: int
+    height: int
+    format: str
+
+
+@dataclass(frozen=True)
 class OutputFile:
     name: str
     width: int
     height: int
     size_bytes: int
     thumbhash: str | None = None  # set on the smallest thumbnail; stored on the photo, not in outputs
+    format: str | None = None  # the format it was written in (None: recorded before schema version 3)
+    spec: str | None = None  # imaging.spec_fingerprint of what rendered it (None: before schema version 3)
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,7 @@ class Stats:
     processing: int = 0
     complete: int = 0
     failed: int = 0
+    eta_seconds: int | None = None  # see eta.py: 0 when nothing is left, None when it cannot be said (yet)
 
     @property
     def total(self) -> int:
@@ -187,4 +202,5 @@ class Stats:
             "complete": self.complete,
             "failed": self.failed,
             "total": self.total,
+            "eta_seconds": self.eta_seconds,
         }

@@ -6,6 +6,7 @@ All SQL is in db.py; this module decides what happens and publishes an event aft
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -14,9 +15,10 @@ from typing import Callable, Sequence
 
 from .config import QueueSettings
 from .db import Database
+from .eta import ThroughputMeter, rounded_eta
 from .events import Broadcaster
 from .metrics import Metrics
-from .models import ClaimedJob, Job, NewPhoto, OutputFile, PhotoState, Status, iso
+from .models import ClaimedJob, Job, JobKind, NewPhoto, NextJob, OutputFile, PhotoState, Stats, Status, iso
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class JobQueue:
         self.backoff = Backoff(settings.backoff_base_seconds, settings.backoff_max_seconds)
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds)
         self.paused = False
+        self.throughput = ThroughputMeter()  # jobs from claim to outcome; turns remaining jobs into eta_seconds
         self._changed = asyncio.Event()
 
     async def start(self) -> int:
@@ -175,8 +178,27 @@ class JobQueue:
             return []
         now = self.clock()
         claimed, states = await self.db.claim_jobs(now, now + self.settings.lease_seconds, limit)
+        for c in claimed:
+            self.throughput.started(c.job.id, str(c.job.kind))
         self._publish(states)
         return claimed
+
+    async def next_runnable(self) -> NextJob | None:
+        """The job the next claim would take (None when nothing is runnable or claims are held back)."""
+        if not self.can_claim():
+            return None
+        return await self.db.next_runnable_job(self.clock())
+
+    async def claim_job(self, job_id: int) -> ClaimedJob | None:
+        """Claim this job, as chosen from next_runnable; None when it is gone, taken, or claims are held back."""
+        if not self.can_claim():
+            return None
+        now = self.clock()
+        claimed, states = await self.db.claim_job(job_id, now, now + self.settings.lease_seconds)
+        for c in claimed:
+            self.throughput.started(c.job.id, str(c.job.kind))
+        self._publish(states)
+        return claimed[0] if claimed else None
 
     async def renew(self, jobs: Sequence[Job]) -> None:
         if jobs:
@@ -185,11 +207,13 @@ class JobQueue:
     async def complete(self, job: Job, outputs: Sequence[OutputFile]) -> PhotoState | None:
         self.breaker.record_success()
         state = await self.db.complete_job(job, outputs, self.clock())
+        self.throughput.finished(job.id, completed=state is not None)  # before the stats this event triggers
         self._publish([state])
         return state
 
     async def fail(self, job: Job, error: str, system_fault: bool) -> PhotoState | None:
         """Record a failed attempt: retry later with backoff, or dead-letter after max attempts."""
+        self.throughput.finished(job.id, completed=False)
         if system_fault and self.breaker.record_system_failure(error):
             self._publish_queue_state()
             log.error("circuit breaker open for %.0fs after %d consecutive system failures; last: %s",
@@ -214,6 +238,7 @@ class JobQueue:
 
     async def release(self, job: Job) -> None:
         """Hand back a job interrupted by shutdown, attempt refunded."""
+        self.throughput.finished(job.id, completed=False)
         self._publish([await self.db.release_job(job, self.clock())])
 
     async def sweep_expired_leases(self) -> int:
@@ -268,6 +293,16 @@ class JobQueue:
         self._notify()
         return count
 
+    async def queue_outputs(self, parts: Sequence[tuple[int, JobKind, Sequence[str]]],
+                            dry_run: bool = False) -> list[tuple[str, list[str]]]:
+        """Have photos' jobs render single outputs again (`photoq reprocess`); the outcome of each part, as
+        Database.queue_outputs says."""
+        outcomes, states = await self.db.queue_outputs(parts, self.clock(), self.settings.max_attempts, dry_run)
+        self._publish(states)
+        if not dry_run and any(outcome == "queued" for outcome, _ in outcomes):
+            self._notify()
+        return outcomes
+
     async def clear_failed(self) -> int:
         cleared = await self.db.clear_failed_jobs()
         self._publish_queue_state()
@@ -276,6 +311,26 @@ class JobQueue:
     def _publish_queue_state(self) -> None:
         """Tell live pages about queue changes that move no photo: pause, resume, clearing, the breaker opening."""
         self.events.publish_to_all("queue", {"paused": self.paused, "circuit_breaker": self.breaker.state})
+        self.events.stats_changed()  # eta_seconds: null while paused or the breaker is open, a number again after
+
+    # -- stats -------------------------------------------------------------------------------------------------
+
+    async def stats(self, album_id: int | None = None) -> Stats:
+        """Photo counts with eta_seconds (GET /api/stats, an album's "stats", SSE `stats`)."""
+        return dataclasses.replace(await self.db.stats(album_id), eta_seconds=await self.eta_seconds(album_id))
+
+    async def eta_seconds(self, album_id: int | None = None) -> int | None:
+        """0 when nothing is left; None while paused, while the breaker is open, or until enough was measured.
+        An album's last job waits for every job ahead of it in claim order, so those count too."""
+        if album_id is None:
+            remaining = await self.db.unfinished_jobs_by_kind()
+        else:
+            remaining = await self.db.jobs_until_album_done(album_id)
+        if not any(remaining.values()):
+            return 0
+        if not self.can_claim():
+            return None
+        return rounded_eta(self.throughput.estimate(remaining))
 
     async def overview(self, status: Status | None = None, limit: int = 100) -> dict:
         counts = await self.db.job_counts()

@@ -6,6 +6,7 @@
       originals/ab/cd/<sha256>.jpg   content-addressed originals
       variants/<nn>/<photo id>/      a photo's outputs (thumb-150.webp, ...)
       tmp/                           uploads being received; emptied at start-up
+      resumable/<id>/                resumable (tus) uploads: their bytes and state; see tus.py
 
 Nothing on disk is ever named by a client. Every write lands under a temporary name first and is renamed into place.
 """
@@ -115,6 +116,27 @@ class Storage:
             _unlink_all([directory / n for n in names if n.startswith(prefixes) and n.endswith(PARTIAL_OUTPUT_SUFFIX)])
 
         await asyncio.to_thread(remove)
+
+    async def remove_other_formats(self, photo_id: int, outputs: Iterable[tuple[str, str]]) -> None:
+        """For each (output name, format just written): delete that output's files in any other output format."""
+        stale = [self.variant_path(photo_id, name, other) for name, fmt in outputs
+                 for other in imaging.OUTPUT_FORMATS if other != fmt]
+        await asyncio.to_thread(_unlink_all, stale)
+
+    def find_output(self, photo_id: int, name: str, recorded_format: str | None,
+                    configured_format: str) -> tuple[Path, str] | None:
+        """(path, format) of an output's file: in the format it was recorded with; for a row from before schema
+        version 3 (no recorded format) in the configured format, else any output format (the configuration may
+        have changed since). None when there is no file."""
+        if recorded_format is not None:
+            candidates = [recorded_format]
+        else:
+            candidates = [configured_format, *(f for f in imaging.OUTPUT_FORMATS if f != configured_format)]
+        for fmt in candidates:
+            path = self.variant_path(photo_id, name, fmt)
+            if path.is_file():
+                return path, fmt
+        return None
 
     def sweep_temp(self) -> int:
         """Start-up: remove every upload a previous run was still receiving. Returns how many."""

@@ -18,7 +18,8 @@ from typing import Sequence
 
 from . import imaging
 from .config import Output, Settings
-from .models import ClaimedJob, Job, JobKind, OutputFile
+from .memory_budget import MIB, MemoryBudget
+from .models import ClaimedJob, Job, JobKind, NextJob, OutputFile
 from .queue import JobQueue
 from .storage import Storage
 
@@ -30,14 +31,24 @@ def output_specs(outputs: Sequence[Output], settings: Settings) -> list[imaging.
         imaging.OutputSpec(
             name=o.name, width=o.width, height=o.height, format=o.format,
             quality=settings.processing.quality, method=settings.processing.webp_method,
+            speed=settings.processing.avif_speed,
         )
         for o in outputs
     ]
 
 
+def specs_for_job(specs: Sequence[imaging.OutputSpec], job: Job) -> list[imaging.OutputSpec]:
+    """The specs a job renders: all of its kind, or only the outputs it names (a re-render queued by
+    `photoq reprocess` or doctor). Names no longer configured are skipped."""
+    if job.outputs is None:
+        return list(specs)
+    return [spec for spec in specs if spec.name in job.outputs]
+
+
 # Image processes run at a lower CPU priority, so uploads and live progress stay prompt while every core renders
 # (measured by `make bench`: ingest and SSE latency with both cores busy); idle cycles still all go to rendering.
 IMAGE_PROCESS_NICENESS = 10
+MEMORY_RECHECK_SECONDS = 5.0  # a worker waiting for memory looks at the queue again at least this often
 
 
 def _process_context():
@@ -118,6 +129,11 @@ class WorkerPool:
         self._running: dict[int, Job] = {}  # job id -> the leased job, for lease renewal
         self._job_tasks: set[asyncio.Task] = set()
         self._stopping = False
+        budget_mb = settings.processing.memory_budget_mb
+        self.memory = MemoryBudget(budget_mb * MIB if budget_mb else None)
+        self._claim_lock = asyncio.Lock()  # one worker at a time picks the next job (and waits for its memory)
+        if queue.metrics is not None:
+            queue.metrics.memory_budget.set(self.memory.limit_bytes or 0)
 
     @property
     def busy(self) -> int:
@@ -160,17 +176,17 @@ class WorkerPool:
         while not self._stopping:
             marker = self.queue.change_marker()
             try:
-                claimed = await self.queue.claim(1)
+                claimed, memory = await self._claim_within_budget()
             except Exception:
                 log.exception("could not claim a job")
-                claimed = []
+                claimed, memory = None, 0
                 await asyncio.sleep(1)
-            if not claimed:
+            if claimed is None:
                 if not self._stopping:
                     await self.queue.wait_for_work(marker)
                 continue
             # The job runs in its own task so that shutdown can wait for it without cancelling the claim loop.
-            task = asyncio.create_task(self._run(slot, claimed[0]))
+            task = asyncio.create_task(self._run(slot, claimed, memory))
             self._job_tasks.add(task)
             try:
                 await asyncio.shield(task)
@@ -180,7 +196,69 @@ class WorkerPool:
             finally:
                 self._job_tasks.discard(task)
 
-    async def _run(self, slot: int, claimed: ClaimedJob) -> None:
+    async def _claim_within_budget(self) -> tuple[ClaimedJob | None, int]:
+        """Claim the next job in queue order once its estimated memory fits beside the running jobs' (see
+        memory_budget.py); returns it with the bytes reserved for it, or (None, 0) when there is nothing to run.
+
+        The worker that found a job too big for now holds the claim lock while it waits, so no other job starts
+        meanwhile and the big one is not overtaken (strict queue order). The waiting job is not claimed: it stays
+        pending, with no lease to keep and no attempt used, and shutdown simply leaves it in the queue.
+        """
+        async with self._claim_lock:
+            waited = False
+            while not self._stopping:
+                upcoming = await self.queue.next_runnable()
+                if upcoming is None:
+                    return None, 0
+                need = self._estimated_memory(upcoming)
+                if self.memory.fits(need):
+                    self.memory.reserve(need)
+                    claimed = None
+                    try:
+                        claimed = await self.queue.claim_job(upcoming.id)
+                        if claimed is not None and self._stopping:  # stop() came while the claim was written
+                            job, claimed = claimed.job, None
+                            await self.queue.release(job)
+                    finally:
+                        if claimed is None:  # taken, deleted or held back meanwhile, stopping, or an error
+                            self.memory.release(need)
+                        self._memory_changed()
+                    if claimed is not None:
+                        return claimed, need
+                    continue
+                if not waited:
+                    waited = True
+                    self.memory.waits += 1
+                    if self.queue.metrics is not None:
+                        self.queue.metrics.memory_waits.inc()
+                    log.info("job %d (%s, %dx%d) needs ~%d MiB; waiting for running jobs to free memory",
+                             upcoming.id, upcoming.kind, upcoming.width, upcoming.height, need // MIB)
+                await self._wait_for_memory_or_work()
+            return None, 0
+
+    def _estimated_memory(self, upcoming: NextJob) -> int:
+        # Every output of the kind, even when the job renders only some: never less than it needs.
+        return imaging.estimated_peak_bytes(upcoming.width, upcoming.height, upcoming.format,
+                                            self._specs[str(upcoming.kind)])
+
+    async def _wait_for_memory_or_work(self) -> None:
+        """Until a running job frees memory, the queue changes (a new first job, pause, shutdown) or a few seconds
+        pass (the waiting job may have been deleted meanwhile)."""
+        self.memory.waiting += 1
+        waiters = [asyncio.ensure_future(marker.wait())
+                   for marker in (self.memory.change_marker(), self.queue.change_marker())]
+        try:
+            await asyncio.wait(waiters, timeout=MEMORY_RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.memory.waiting -= 1
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _memory_changed(self) -> None:
+        if self.queue.metrics is not None:
+            self.queue.metrics.memory_reserved.set(self.memory.reserved)
+
+    async def _run(self, slot: int, claimed: ClaimedJob, memory: int) -> None:
         job = claimed.job
         self._running[job.id] = job
         started = time.monotonic()
@@ -200,6 +278,8 @@ class WorkerPool:
                           "expires", job.id, job.kind, job.photo_id)
         finally:
             self._running.pop(job.id, None)
+            self.memory.release(memory)
+            self._memory_changed()
 
     async def _execute(self, slot: int, claimed: ClaimedJob) -> str:
         """Run one job and record its outcome; returns the outcome: complete, retry or failed."""
@@ -207,7 +287,7 @@ class WorkerPool:
         source = str(self.storage.original_path(claimed.sha256, claimed.format))
         dest = self.storage.variant_dir(job.photo_id)
         try:
-            specs = self._specs[str(job.kind)]
+            specs = specs_for_job(self._specs[str(job.kind)], job)
             await self.storage.remove_partial_outputs(job.photo_id, [spec.name for spec in specs])
             results = await self._processes[slot].render(
                 source, specs, str(dest), placeholder=job.kind == JobKind.THUMBNAIL)
@@ -235,11 +315,14 @@ class WorkerPool:
         except Exception as exc:  # never let one job end a worker
             log.exception("job %d failed unexpectedly", job.id)
             return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
-        outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes, r.placeholder) for r in results]
+        outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes, r.placeholder, format=spec.format,
+                              spec=imaging.spec_fingerprint(spec)) for r, spec in zip(results, specs)]
         if await self.queue.complete(job, outputs) is None:
             # The photo was deleted (or the job reclaimed) while it ran: what we wrote belongs to nobody.
             if await self.queue.db.get_photo(job.photo_id) is None:
                 await self.storage.remove_photo_files([job.photo_id], [])
+        else:  # an output whose format changed leaves its old file, which nothing refers to now
+            await self.storage.remove_other_formats(job.photo_id, [(spec.name, spec.format) for spec in specs])
         return "complete"
 
     async def _fail(self, job: Job, error: str, system_fault: bool) -> str:

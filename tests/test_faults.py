@@ -184,7 +184,7 @@ async def test_decode_failures_end_failed_with_a_readable_message_and_spare_the_
         assert [a["outcome"] for a in await history(client, ids[name])] == ["complete", "complete"]
         await assert_outputs_decodable(client, ids[name])
     async with client.get(f"/api/stats?album_id={album}", headers=AUTH) as r:
-        assert await r.json() == {"pending": 0, "processing": 0, "complete": 5, "failed": 3, "total": 8}
+        assert await r.json() == {"pending": 0, "processing": 0, "complete": 5, "failed": 3, "total": 8, "eta_seconds": 0}
 
 
 # -- a database that refuses to record a result -----------------------------------------------------------------

@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,7 +59,10 @@ RED, GREEN, BLUE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
 
 def encode(img: Image.Image, fmt: str, **params) -> bytes:
     buffer = io.BytesIO()
-    img.save(buffer, PILLOW_FORMAT.get(fmt, fmt), **params)
+    if fmt == "heic":  # pillow-heif's encoder, not registered with Pillow
+        pillow_heif.from_pillow(img).save(buffer, **params)
+    else:
+        img.save(buffer, PILLOW_FORMAT.get(fmt, fmt), **params)
     return buffer.getvalue()
 
 
@@ -282,7 +286,7 @@ def test_sniff_rejects_bmp():
 
 
 def test_public_tables_are_consistent():
-    assert set(FORMATS) == set(EXTENSIONS) == {"jpeg", "png", "webp", "gif", "tiff"}
+    assert set(FORMATS) == set(EXTENSIONS) == {"jpeg", "png", "webp", "gif", "tiff", "heic", "avif"}
     assert FORMATS["jpeg"] == "image/jpeg" and EXTENSIONS["tiff"] == ".tif"
     assert output_filename(OutputSpec("thumb-150", 150, 150)) == "thumb-150.webp"
     assert output_filename(OutputSpec("d", 1, 1, format="jpeg")) == "d.jpg"
@@ -791,6 +795,8 @@ def worker_globals(monkeypatch):
     else:
         threads = AvifImagePlugin.DEFAULT_MAX_THREADS
         monkeypatch.setattr(AvifImagePlugin, "DEFAULT_MAX_THREADS", threads)
+    for option in ("DECODE_THREADS", "THUMBNAILS", "DEPTH_IMAGES", "AUX_IMAGES"):
+        monkeypatch.setattr(pillow_heif.options, option, getattr(pillow_heif.options, option))
 
 
 def test_init_worker_sets_the_pixel_limit_and_refuses_truncated_images(tmp_path, worker_globals):

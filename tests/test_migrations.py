@@ -10,8 +10,15 @@ from photoq.db import MIGRATIONS, SCHEMA_VERSION_BASE, Database, schema_sql
 
 def version_1_schema() -> str:
     """schema.sql as it was at version 1: without photos.thumbhash (added by MIGRATIONS[0])."""
-    sql, count = re.subn(r"\n\s*thumbhash\s+TEXT,[^\n]*", "", schema_sql())
+    sql, count = re.subn(r"\n\s*thumbhash\s+TEXT,[^\n]*", "", version_2_schema())
     assert count == 1
+    return sql
+
+
+def version_2_schema() -> str:
+    """schema.sql as it was at version 2: without outputs.format, outputs.spec and jobs.outputs (MIGRATIONS[1])."""
+    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", schema_sql())
+    assert count == 3
     return sql
 
 
@@ -32,7 +39,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db._scalar(db._writer, "PRAGMA user_version") == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 2
+        assert await db._scalar(db._writer, "PRAGMA user_version") == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 3
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -40,12 +47,53 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     finally:
         await db.close()
 
-    # The migrated table has the same columns, in the same order, as a new database's.
+    assert_same_columns_as_a_new_database(path)
+
+
+async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(tmp_path):
+    path = tmp_path / "photoq.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(version_2_schema())
+    conn.execute("INSERT INTO albums (id, name, created_at) VALUES (1, 'Old', 1.0)")
+    conn.execute(
+        """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                               thumbnail_status, variant_status, created_at, thumbhash)
+           VALUES (7, 1, 'old.jpg', 'ab', 10, 400, 300, 'jpeg', 'image/jpeg', 'complete', 'pending', 2.0, 'aGFzaA==')"""
+    )
+    conn.execute("INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) "
+                 "VALUES (7, 'thumb-150', 150, 113, 999, 3.0)")
+    conn.execute("INSERT INTO jobs (photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
+                 "VALUES (7, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db._scalar(db._writer, "PRAGMA user_version") == 3
+        photo = await db.get_photo(7)
+        assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
+        # An old output row does not know what rendered it; it is still served and counted.
+        (output,) = (await db.photo_outputs(7)).values()
+        assert (output.name, output.width, output.height, output.size_bytes) == ("thumb-150", 150, 113, 999)
+        assert output.format is None and output.spec is None
+        # An old job renders every output of its kind.
+        (job,) = await db.list_jobs(None, 10)
+        assert job.photo_id == 7 and str(job.kind) == "variant" and job.outputs is None
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+
+
+def assert_same_columns_as_a_new_database(path) -> None:
+    """The migrated tables have the same columns, in the same order, as a new database's."""
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    assert columns(migrated) == columns(fresh)
+    for table in ("photos", "outputs", "jobs"):
+        assert columns(migrated, table) == columns(fresh, table), table
 
 
-def columns(conn: sqlite3.Connection) -> list[str]:
-    return [row[1] for row in conn.execute("PRAGMA table_xinfo(photos)")]
+def columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")]

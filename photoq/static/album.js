@@ -154,6 +154,7 @@
   function tileState(photo) {
     if (photo.thumbnail_status === 'complete') return 'done';
     if (photo.processing_status === 'failed') return 'failed';
+    if (photo.thumbhash) return 'done';  // made before (reprocess is making them again): they stay on show meanwhile
     if (photo.thumbnail_status === 'processing') return 'generating';
     return 'queued';
   }
@@ -354,6 +355,9 @@
     if (stats.failed > 0 && errorList.children.length) errorReport.hidden = false;
 
     lastSettled = settled;
+    const eta = unfinished > 0 ? window.photoq.humanEta(stats.eta_seconds) : '';
+    $('processing-eta').textContent = eta;
+    $('processing-eta').hidden = !eta;
     if (unfinished > 0) {
       if (!runActive) { runActive = true; }
       const done = Math.max(0, settled - idleSettled);
@@ -363,7 +367,8 @@
       processingBar.max = total;
       processingBar.value = done;
     } else {
-      if (runActive) {
+      // A run can start and end between two stats events (a fast photo, or one that fails at once): it still ran.
+      if (runActive || settled > idleSettled) {
         const done = Math.max(0, settled - idleSettled);
         const failed = Math.max(0, stats.failed - idleFailed);
         const ok = done - failed;
@@ -481,12 +486,23 @@
     while (active < CONCURRENCY && waiting.length) {
       const group = waiting.shift();
       active += 1;
-      send(group, 0).finally(() => {
+      sendGroup(group).finally(() => {
         active -= 1;
         pump();
         updateOverall();
       });
     }
+  }
+
+  /** Files above data-resumable-threshold go as resumable uploads (resumable.js), the rest as multipart. */
+  function sendGroup(group) {
+    const resumable = window.photoq.resumable;
+    if (group.length !== 1 || !resumable || !resumable.wanted(group[0].file)) return send(group, 0);
+    return resumable.upload(group[0], {
+      batch, setRow, finish, handleResult, updateOverall,
+      accepted: () => { if (blockMode) setBusy(true); },
+      refused: (body) => { if (body.error === 'album_busy') setBusy(true); },
+    });
   }
 
   function setRow(entry, state, text) {

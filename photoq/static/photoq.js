@@ -20,6 +20,15 @@
     return size + ' B';
   }
 
+  /** A stats event's eta_seconds for people ("about 3 min left"); '' when there is nothing to say. Matches ui.human_eta. */
+  function humanEta(seconds) {
+    if (!seconds) return '';
+    if (seconds < 60) return 'less than a minute left';
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 90) return 'about ' + minutes + ' min left';
+    return 'about ' + Math.floor(minutes / 60) + ' h ' + (minutes % 60) + ' min left';
+  }
+
   function localizeTimes(root) {
     root.querySelectorAll('time[data-local][datetime]').forEach((el) => {
       const moment = new Date(el.getAttribute('datetime'));
@@ -217,7 +226,7 @@
     });
   }
 
-  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, localizeTimes };
+  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, humanEta, localizeTimes };
 
   function start() {
     localizeTimes(document);

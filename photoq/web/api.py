@@ -6,8 +6,10 @@ import json
 
 from aiohttp import web
 
+from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
 from ..models import Album, Photo, Status, clean_album_name, iso
+from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
 
@@ -133,7 +135,7 @@ async def list_albums(request: web.Request) -> web.Response:
 @routes.get("/api/albums/{id}")
 async def get_album(request: web.Request) -> web.Response:
     album = await existing_album(request)
-    stats = await request.app[DB].stats(album.id)
+    stats = await request.app[QUEUE].stats(album.id)
     return web.json_response({**album_dict(album), "stats": stats.as_dict()})
 
 
@@ -243,10 +245,13 @@ async def photo_file(request: web.Request) -> web.StreamResponse:
             "Unknown variant; use original or one of: " + ", ".join(outputs) + ".", code="unknown_variant"
         )
     if variant != "original":
-        ready = await request.app[DB].photo_outputs(photo.id)
-        path = storage.variant_path(photo.id, variant, outputs[variant].format)
-        if variant in ready and path.is_file():
-            return file_response(path, CONTENT_TYPES[outputs[variant].format], cache="private, max-age=86400")
+        # In the format it was written in: an output whose format changed in the configuration keeps being served
+        # until `photoq reprocess` has rendered it again.
+        recorded = (await request.app[DB].photo_outputs(photo.id)).get(variant)
+        found = recorded and storage.find_output(photo.id, variant, recorded.format, outputs[variant].format)
+        if found:
+            path, fmt = found
+            return file_response(path, CONTENT_TYPES[fmt], cache="private, max-age=86400")
     path = storage.original_path(photo.sha256, photo.format)
     if not path.is_file():
         raise NotFound("The photo's file is missing from storage.", code="file_missing")
@@ -255,7 +260,7 @@ async def photo_file(request: web.Request) -> web.StreamResponse:
     return file_response(path, photo.content_type, cache=cache, headers=headers)
 
 
-CONTENT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
+CONTENT_TYPES = imaging.FORMATS  # format -> Content-Type, for outputs as for originals
 
 
 def file_response(path, content_type: str, cache: str, headers: dict | None = None) -> web.FileResponse:
@@ -287,7 +292,7 @@ async def delete_photo(request: web.Request) -> web.Response:
 @routes.get("/api/stats")
 async def stats(request: web.Request) -> web.Response:
     album_id = optional_id_param(request, "album_id")
-    return web.json_response((await request.app[DB].stats(album_id)).as_dict())
+    return web.json_response((await request.app[QUEUE].stats(album_id)).as_dict())
 
 
 @routes.get("/api/admin/queue")
@@ -315,3 +320,37 @@ async def retry_failed(request: web.Request) -> web.Response:
 @routes.delete("/api/admin/queue/failed")
 async def clear_failed(request: web.Request) -> web.Response:
     return web.json_response({"cleared": await request.app[QUEUE].clear_failed()})
+
+
+@routes.post("/api/admin/reprocess")
+async def reprocess(request: web.Request) -> web.Response:
+    """Queue the outputs that are missing or stale under this server's output settings (`photoq reprocess`)."""
+    settings = request.app[CONFIG]
+    body = await json_body(request) if request.body_exists else {}
+    variants = body.get("variants")
+    if variants is not None and (not isinstance(variants, list) or not variants
+                                 or not all(isinstance(v, str) for v in variants)):
+        raise BadRequest("variants must be a non-empty list of output names.", code="bad_variants")
+    try:
+        check_variants(settings, variants)
+    except UnknownVariant:
+        raise BadRequest("Unknown variant; use one of: " + ", ".join(settings.output_names) + ".",
+                         code="unknown_variant") from None
+    album_id = body.get("album_id")
+    if album_id is not None and (isinstance(album_id, bool) or not isinstance(album_id, int) or album_id < 1):
+        raise BadRequest("album_id must be a positive whole number.", code="bad_id")
+    flags = {key: body.get(key, False) for key in ("all", "dry_run")}
+    if not all(isinstance(value, bool) for value in flags.values()):
+        raise BadRequest("all and dry_run must be true or false.", code="bad_request")
+    expect = body.get("expect")
+    if expect is not None and (not isinstance(expect, dict) or not all(isinstance(v, str) for v in expect.values())):
+        raise BadRequest("expect must map output names to their settings, as photoq reprocess sends them.",
+                         code="bad_request")
+    if expect is not None and expect != settings_fingerprints(settings):
+        raise Conflict("photoq serve was started with other output settings than the ones reprocess was given; "
+                       "restart the server so that it uses them, then run reprocess again.", code="settings_differ")
+    if album_id is not None and (album_id > MAX_SQLITE_INTEGER or await request.app[DB].get_album(album_id) is None):
+        raise NotFound("There is no album with that id.", code="unknown_album")
+    result = await Reprocessor(settings, request.app[DB], request.app[STORAGE], request.app[QUEUE].queue_outputs).run(
+        variants, album_id, everything=flags["all"], dry_run=flags["dry_run"])
+    return web.json_response(result.as_dict())

@@ -14,6 +14,7 @@ from ..ingest import Ingest
 from ..metrics import Metrics
 from ..queue import JobQueue
 from ..storage import Storage
+from ..tus import ResumableUploads
 from ..workers import WorkerPool
 
 CONFIG = web.AppKey("config", Settings)
@@ -23,6 +24,7 @@ DB = web.AppKey("db", Database)
 EVENTS = web.AppKey("events", Broadcaster)
 QUEUE = web.AppKey("queue", JobQueue)
 INGEST = web.AppKey("ingest", Ingest)
+RESUMABLE = web.AppKey("resumable", ResumableUploads)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)

@@ -110,6 +110,8 @@ async def security_headers_middleware(request: web.Request, handler):
 
 
 FILE_ROUTES = {"/api/photos/{id}/file"}
+# A resumable upload may be sent in many small PATCH requests (with a HEAD after each break): cheap, like files.
+RESUMABLE_ROUTE = "/api/uploads/{upload_id}"
 FREE_PATHS = {"/healthz"}
 
 
@@ -119,6 +121,8 @@ def request_cost(request: web.Request, settings: RateLimitSettings) -> float:
         return 0.0
     resource = request.match_info.route.resource
     if request.method in ("GET", "HEAD") and resource is not None and resource.canonical in FILE_ROUTES:
+        return settings.file_request_cost
+    if request.method in ("PATCH", "HEAD") and resource is not None and resource.canonical == RESUMABLE_ROUTE:
         return settings.file_request_cost
     return 1.0
 

@@ -83,6 +83,18 @@ def human_age(seconds: float | None) -> str:
     return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
+def human_eta(seconds: int | None) -> str:
+    """eta_seconds for people, as photoq.js's humanEta says it; empty when there is nothing to say."""
+    if not seconds:
+        return ""
+    if seconds < 60:
+        return "less than a minute left"
+    minutes = int(seconds / 60 + 0.5)  # half up, as Math.round in the page
+    if minutes < 90:
+        return f"about {minutes} min left"
+    return f"about {minutes // 60} h {minutes % 60} min left"
+
+
 def utc_datetime(ts: float | None) -> dict | None:
     """A time for <time datetime=...>: the machine value and a readable UTC fallback (JS shows local time)."""
     if ts is None:
@@ -143,6 +155,8 @@ def tile_state(photo: Photo) -> str:
         return "done"
     if photo.processing_status == Status.FAILED:
         return "failed"
+    if photo.thumbhash:  # made before (`photoq reprocess` is making them again): they stay on show meanwhile
+        return "done"
     if photo.thumbnail_status == Status.PROCESSING:
         return "generating"
     return "queued"
@@ -267,7 +281,7 @@ async def album_page(request: web.Request) -> web.Response:
     before = parse_page_id(request.query.get("before"))
     rows = await db.album_photos_newest_first(album.id, before, PAGE_SIZE + 1)
     photos, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
-    stats = await db.stats(album.id)
+    stats = await request.app[QUEUE].stats(album.id)
     failed = await db.list_photos(album.id, Status.FAILED, ERROR_REPORT_LIMIT, 0) if stats.failed else []
     has_unfinished_jobs = await db.album_has_unfinished_jobs(album.id)
     block = settings.upload.block_while_processing
@@ -283,6 +297,7 @@ async def album_page(request: web.Request) -> web.Response:
         "busy": block and has_unfinished_jobs,
         "block": block,
         "unfinished": stats.pending + stats.processing,
+        "eta_text": human_eta(stats.eta_seconds),
         "settled": stats.complete + stats.failed,
         "thumbs_json": json.dumps(thumbs),
         "limits": settings.upload,
@@ -440,6 +455,7 @@ async def queue_page(request: web.Request) -> web.Response:
         "running_jobs": [{**j, "label": labels.get(j["photo_id"])} for j in running],
         "oldest_text": human_age(oldest),
         "oldest_seconds": oldest,
+        "eta_text": human_eta(await queue.eta_seconds()),
         "breaker": breaker,
         "workers_busy": workers.busy if workers is not None else 0,
         "workers_total": workers.size if workers is not None else request.app[CONFIG].processing.workers,

@@ -11,8 +11,8 @@ from urllib.parse import unquote
 
 from playwright.async_api import expect
 
-from photoq.web.keys import DB, STORAGE
-from tests.support import AUTH, TEST_TOKEN, image_bytes, jpeg, noisy_png
+from photoq.web.keys import DB, EVENTS, STORAGE
+from tests.support import AUTH, TEST_TOKEN, image_bytes, jpeg, multipart, noisy_png
 
 from .conftest import PHONE, screenshot
 
@@ -189,7 +189,7 @@ async def test_rejected_files_show_the_servers_message_next_to_them(browser, sta
     rejected = rows.filter(has_text="notes.jpg")
     await expect(rejected).to_have_attribute("data-state", "rejected")
     await expect(rejected.locator(".upload-status")).to_have_text(
-        "The file is not a supported image (JPEG, PNG, WebP, GIF or TIFF).")
+        "The file is not a supported image (JPEG, PNG, WebP, GIF, TIFF, HEIC or AVIF).")
     await expect(rows.filter(has_text="good.jpg")).to_have_attribute("data-state", "uploaded")
     await expect(page.locator("#gallery img.tile-img")).to_have_count(1, timeout=60_000)
 
@@ -400,3 +400,31 @@ async def test_the_pages_work_without_javascript(browser, start_ui):
     await expect(page.get_by_role("status").filter(has_text="The album and its photos were deleted.")).to_be_visible()
     assert page.url == ui.url("/")
     await screenshot(page, "18-no-javascript-albums")
+
+
+async def test_a_run_that_starts_and_ends_while_the_page_is_not_connected_is_still_reported(browser, start_ui):
+    """The page may hear of a run only once it is over (a laptop asleep, Wi-Fi gone, or a photo done between two
+    coalesced stats events): the first stats after reconnecting must still say what happened."""
+    ui = await start_ui()
+    page = await ui.new_page(browser)
+    album_id = await create_album(page, ui, "Away")
+    await page.evaluate(MARKER)
+    broadcaster = ui.app[EVENTS]
+    await until(lambda: _is_true(broadcaster.subscriber_count == 1))
+    await page.route("**/api/events**", lambda route: route.abort())  # reconnecting fails until unrouted
+    await broadcaster.stop()  # ends the page's live connection
+    await broadcaster.start()
+    data = multipart(("away.jpg", jpeg(800, 600, seed=41)))
+    async with ui.api.post(f"/api/albums/{album_id}/photos", data=data, headers=AUTH) as response:
+        assert response.status == 202
+    [photo_id] = await album_photo_ids(ui, album_id)
+    await until(lambda: _photo_complete(ui, photo_id))
+    assert broadcaster.subscriber_count == 0  # the page heard nothing of the run
+    await page.unroute("**/api/events**")
+    await expect(page.locator("#processing-text")).to_have_text("The photo is processed.", timeout=30_000)
+    await expect(page.locator("#gallery .tile[data-state=done]")).to_have_count(1)
+    assert await page.evaluate(MARKER_SURVIVED)
+
+
+async def _is_true(value: bool) -> bool:
+    return value

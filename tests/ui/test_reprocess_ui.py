@@ -1,0 +1,38 @@
+"""While `photoq reprocess` renders a photo's thumbnails again, the gallery keeps showing the ones made before."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.support import AUTH, jpeg, multipart, wait_for_photos
+
+from .test_pages import api, create_album
+
+
+async def test_the_gallery_keeps_the_thumbnails_while_they_are_made_again(browser, start_ui):
+    ui = await start_ui(processing={"workers": 1})
+    page = await ui.new_page(browser)
+    album_id = await create_album(page, ui, "Again")
+    async with ui.api.post(f"/api/albums/{album_id}/photos", headers=AUTH,
+                           data=multipart(("a.jpg", jpeg(seed=5)), ("b.jpg", jpeg(seed=6)))) as r:
+        assert r.status == 202
+        ids = [p["id"] for p in (await r.json())["photos"]]
+    await wait_for_photos(ui.api, ids)
+    tiles = [page.locator(f"#photo-{photo_id}") for photo_id in ids]
+    for tile in tiles:
+        await expect(tile.locator("img.tile-img")).to_be_visible()
+
+    await api(ui, "POST", "/api/admin/queue/pause")
+    answer = await api(ui, "POST", "/api/admin/reprocess", json={"all": True, "variants": ["thumb-150", "thumb-300"]})
+    assert answer["outputs"] == {"thumb-150": 2, "thumb-300": 2}
+    for tile in tiles:
+        # The page heard that the photo is processing again, and still shows its thumbnail, not a placeholder.
+        await expect(tile).to_have_attribute("data-status", "processing")
+        await expect(tile).to_have_attribute("data-state", "done")
+        await expect(tile.locator("img.tile-img")).to_be_visible()
+
+    await api(ui, "POST", "/api/admin/queue/resume")
+    await wait_for_photos(ui.api, ids)
+    for tile in tiles:
+        await expect(tile).to_have_attribute("data-status", "complete")
+        await expect(tile.locator("img.tile-img")).to_be_visible()
