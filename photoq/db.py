@@ -403,10 +403,11 @@ class Database:
 
     async def photo_outputs(self, photo_id: int) -> dict[str, OutputFile]:
         rows = await self._read_all(
-            "SELECT name, width, height, size_bytes, format, spec FROM outputs WHERE photo_id = ?", (photo_id,)
+            "SELECT name, width, height, size_bytes, format, spec, created_at FROM outputs WHERE photo_id = ?",
+            (photo_id,),
         )
         return {r["name"]: OutputFile(r["name"], r["width"], r["height"], r["size_bytes"], format=r["format"],
-                                      spec=r["spec"]) for r in rows}
+                                      spec=r["spec"], created_at=r["created_at"]) for r in rows}
 
     async def photo_attempts(self, photo_id: int) -> list[Attempt]:
         rows = await self._read_all(
@@ -646,6 +647,21 @@ class Database:
             self._reader, "SELECT max(id) FROM photos WHERE album_id = ? AND id < ?", (album_id, photo_id)
         )
         return newer, older
+
+    async def output_versions(self, photo_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+        """photo id -> {output name: when it was written}, for file URLs that change when an output is rendered
+        again."""
+        ids = list(dict.fromkeys(photo_ids))
+        versions: dict[int, dict[str, float]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = await self._read_all(
+                f"SELECT photo_id, name, created_at FROM outputs WHERE photo_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                versions.setdefault(r["photo_id"], {})[r["name"]] = r["created_at"]
+        return versions
 
     async def photo_labels(self, photo_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]:
         """photo id -> (filename, album id, album name), for lists of jobs."""

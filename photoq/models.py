@@ -154,6 +154,7 @@ class OutputFile:
     thumbhash: str | None = None  # set on the smallest thumbnail; stored on the photo, not in outputs
     format: str | None = None  # the format it was written in (None: recorded before schema version 3)
     spec: str | None = None  # imaging.spec_fingerprint of what rendered it (None: before schema version 3)
+    created_at: float | None = None  # when it was written (as read back from the database)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@
     return node;
   }
 
-  function fileUrl(id, variant) {
-    return '/api/photos/' + id + '/file?variant=' + encodeURIComponent(variant);
+  /** With a version, a URL the browser may keep for good: a tile made when its photo (re)completes gets a new one. */
+  function fileUrl(id, variant, version) {
+    return '/api/photos/' + id + '/file?variant=' + encodeURIComponent(variant) + (version ? '&v=' + version : '');
   }
 
   function icon(name, cls) {
@@ -175,18 +176,22 @@
     const filename = tile.dataset.filename || ('Photo ' + id);
     const state = tileState(photo);
     const failed = photo.processing_status === 'failed';
+    // Rendered again (`photoq reprocess`): the tile stayed "done" meanwhile, but its images are new.
+    const rerendered = photo.processing_status === 'complete' && tile.dataset.status !== 'complete';
     tile.dataset.status = photo.processing_status;
     if (photo.thumbhash) tile.dataset.thumbhash = photo.thumbhash;
-    if (tile.dataset.state === state && (tile.dataset.failed === '1') === failed && tile.firstElementChild) return;
+    if (tile.dataset.state === state && (tile.dataset.failed === '1') === failed && tile.firstElementChild
+        && !rerendered) return;
     tile.dataset.state = state;
     if (failed) tile.dataset.failed = '1'; else delete tile.dataset.failed;
 
     const link = el('a', { class: 'tile-link', href: '/photos/' + id });
     if (state === 'done') {
       const middle = thumbs.length ? thumbs[Math.floor(thumbs.length / 2)][0] : 'original';
+      const version = photo.thumbnail_status === 'complete' ? Date.now().toString(16) : '';
       link.append(el('img', {
-        class: 'tile-img', src: fileUrl(id, middle), alt: filename, decoding: 'async',
-        srcset: thumbs.map(([name, width]) => fileUrl(id, name) + ' ' + width + 'w').join(', '),
+        class: 'tile-img', src: fileUrl(id, middle, version), alt: filename, decoding: 'async',
+        srcset: thumbs.map(([name, width]) => fileUrl(id, name, version) + ' ' + width + 'w').join(', '),
         sizes: '(min-width: 40rem) 12rem, 34vw',
       }));
     } else {

@@ -251,7 +251,10 @@ async def photo_file(request: web.Request) -> web.StreamResponse:
         found = recorded and storage.find_output(photo.id, variant, recorded.format, outputs[variant].format)
         if found:
             path, fmt = found
-            return file_response(path, CONTENT_TYPES[fmt], cache="private, max-age=86400")
+            # A URL naming the output's version (`v`, as the pages make them) may be cached for good; without it
+            # the browser asks again (a cheap 304 by ETag), as a re-render keeps the URL.
+            cache = "private, max-age=31536000, immutable" if "v" in request.query else "private, no-cache"
+            return file_response(path, CONTENT_TYPES[fmt], cache=cache)
     path = storage.original_path(photo.sha256, photo.format)
     if not path.is_file():
         raise NotFound("The photo's file is missing from storage.", code="file_missing")

@@ -27,7 +27,7 @@ PAGE_SIZE = 120
 ERROR_REPORT_LIMIT = 200
 FLASH_COOKIE = "photoq_flash"
 # Formats every browser can show as they are; a TIFF original is never put in an <img>.
-BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
+BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
 
 FLASH_MESSAGES = {
     "album_created": "Album created. Add photos below.",
@@ -140,8 +140,29 @@ def exposure_text(exif: dict) -> str | None:
     return " · ".join(parts) or None
 
 
-def file_url(photo_id: int, variant: str) -> str:
-    return f"/api/photos/{photo_id}/file?variant={quote(variant, safe='')}"
+def file_url(photo_id: int, variant: str, written_at: float | None = None) -> str:
+    """The URL of a photo's file; with the time an output was written, a URL the browser may cache for good (it
+    changes when `photoq reprocess` renders the output again)."""
+    url = f"/api/photos/{photo_id}/file?variant={quote(variant, safe='')}"
+    return url if written_at is None else f"{url}&v={round(written_at * 1000):x}"
+
+
+def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, float]
+                    ) -> list[tuple[str, int, float | None]]:
+    """The thumbnails of a grid image's srcset: those already written (an output added to the configuration is
+    served as the whole original until it is rendered, so it is left out meanwhile), or all, unversioned, when none
+    is written yet."""
+    ready = [(name, width, written[name]) for name, width in thumbs if name in written]
+    return ready or [(name, width, None) for name, width in thumbs]
+
+
+def grid_image(photo_id: int, thumbs: list[tuple[str, int, float | None]]) -> tuple[str, str]:
+    """(src, srcset) of a grid image: the middle thumbnail, and every thumbnail at its nominal width."""
+    if not thumbs:
+        return file_url(photo_id, "original"), ""
+    name, _, written_at = thumbs[len(thumbs) // 2]
+    srcset = ", ".join(f"{file_url(photo_id, n, at)} {w}w" for n, w, at in thumbs)
+    return file_url(photo_id, name, written_at), srcset
 
 
 def thumbnail_specs(settings: Settings) -> list[tuple[str, int]]:
@@ -162,7 +183,8 @@ def tile_state(photo: Photo) -> str:
     return "queued"
 
 
-def tile(photo: Photo, thumbs: list[tuple[str, int]]) -> dict:
+def tile(photo: Photo, thumbs: list[tuple[str, int]], written: dict[str, float]) -> dict:
+    src, srcset = grid_image(photo.id, rendered_thumbs(thumbs, written))
     return {
         "id": photo.id,
         "filename": photo.filename,
@@ -171,8 +193,8 @@ def tile(photo: Photo, thumbs: list[tuple[str, int]]) -> dict:
         "failed": photo.processing_status == Status.FAILED,
         "error": photo.error,
         "thumbhash": photo.thumbhash,
-        "src": file_url(photo.id, thumbs[len(thumbs) // 2][0]) if thumbs else file_url(photo.id, "original"),
-        "srcset": ", ".join(f"{file_url(photo.id, name)} {width}w" for name, width in thumbs),
+        "src": src,
+        "srcset": srcset,
     }
 
 
@@ -246,13 +268,16 @@ async def render_index(request: web.Request, error: str | None = None, name: str
     albums = await db.list_albums()
     covers = await db.album_cover_photo_ids()
     thumbs = thumbnail_specs(request.app[CONFIG])
+    written = await db.output_versions(list(covers.values()))
     cards = []
     for album in reversed(albums):  # newest album first
         cover_id = covers.get(album.id)
+        cover_src, cover_srcset = grid_image(cover_id, rendered_thumbs(thumbs, written.get(cover_id, {}))) \
+            if cover_id else (None, "")
         cards.append({
             "album": album,
-            "cover_src": file_url(cover_id, thumbs[-1][0]) if cover_id and thumbs else None,
-            "cover_srcset": ", ".join(f"{file_url(cover_id, n)} {w}w" for n, w in thumbs) if cover_id else "",
+            "cover_src": cover_src,
+            "cover_srcset": cover_srcset,
             "created": utc_datetime(album.created_at),
         })
     return await page(request, "index.html", {
@@ -286,13 +311,14 @@ async def album_page(request: web.Request) -> web.Response:
     has_unfinished_jobs = await db.album_has_unfinished_jobs(album.id)
     block = settings.upload.block_while_processing
     thumbs = thumbnail_specs(settings)
+    written = await db.output_versions([p.id for p in photos] + [p.id for p in failed])
     return await page(request, "album.html", {
         "album": album,
         "stats": stats,
-        "tiles": [tile(p, thumbs) for p in photos],
+        "tiles": [tile(p, thumbs, written.get(p.id, {})) for p in photos],
         "older_url": f"/albums/{album.id}?before={photos[-1].id}" if more else None,
         "first_page": before is None,
-        "failed": [tile(p, thumbs) for p in failed],
+        "failed": [tile(p, thumbs, written.get(p.id, {})) for p in failed],
         "failed_more": max(0, stats.failed - len(failed)),
         "busy": block and has_unfinished_jobs,
         "block": block,
@@ -373,16 +399,17 @@ async def photo_page(request: web.Request) -> web.Response:
     for output in sorted(settings.outputs_for("variant"), key=lambda o: o.width):
         ready = outputs.get(output.name)
         if ready is not None and ready.width not in by_width:
-            by_width[ready.width] = output.name
+            by_width[ready.width] = file_url(photo.id, output.name, ready.created_at)
     display = sorted(by_width.items())
     if display:
-        src = file_url(photo.id, display[0][1] if display[0][0] >= 1000 else display[-1][1])
-        srcset = ", ".join(f"{file_url(photo.id, name)} {width}w" for width, name in display)
+        src = display[0][1] if display[0][0] >= 1000 else display[-1][1]
+        srcset = ", ".join(f"{url} {width}w" for width, url in display)
         showing = "display"
     elif photo.content_type in BROWSER_IMAGE_TYPES:
         src, srcset, showing = file_url(photo.id, "original"), "", "original"
     elif photo.thumbnail_status == Status.COMPLETE and (thumbs := thumbnail_specs(settings)):
-        src, srcset, showing = file_url(photo.id, thumbs[-1][0]), "", "thumbnail"
+        largest = outputs.get(thumbs[-1][0])
+        src, srcset, showing = file_url(photo.id, thumbs[-1][0], largest and largest.created_at), "", "thumbnail"
     else:
         src, srcset, showing = None, "", "none"
     # The picture fits inside the viewport: as wide as the page allows, but no taller than ~80% of the screen.

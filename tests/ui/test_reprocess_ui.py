@@ -1,4 +1,5 @@
-"""While `photoq reprocess` renders a photo's thumbnails again, the gallery keeps showing the ones made before."""
+"""While `photoq reprocess` renders a photo's thumbnails again, the gallery keeps showing the ones made before, and
+shows the new ones (new URLs, past the browser's cache) once they are written."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ async def test_the_gallery_keeps_the_thumbnails_while_they_are_made_again(browse
     tiles = [page.locator(f"#photo-{photo_id}") for photo_id in ids]
     for tile in tiles:
         await expect(tile.locator("img.tile-img")).to_be_visible()
+    first_sources = [await tile.locator("img.tile-img").get_attribute("src") for tile in tiles]
 
     await api(ui, "POST", "/api/admin/queue/pause")
     answer = await api(ui, "POST", "/api/admin/reprocess", json={"all": True, "variants": ["thumb-150", "thumb-300"]})
@@ -33,6 +35,8 @@ async def test_the_gallery_keeps_the_thumbnails_while_they_are_made_again(browse
 
     await api(ui, "POST", "/api/admin/queue/resume")
     await wait_for_photos(ui.api, ids)
-    for tile in tiles:
+    for tile, first_source in zip(tiles, first_sources):
         await expect(tile).to_have_attribute("data-status", "complete")
         await expect(tile.locator("img.tile-img")).to_be_visible()
+        await expect(tile.locator("img.tile-img")).not_to_have_attribute("src", first_source)
+        assert await tile.locator("img.tile-img").evaluate("img => img.complete && img.naturalWidth > 0")
