@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test bench bench-load pyz clean browser
+.PHONY: run test bench bench-load bench-memory pyz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: $(STAMP)
 # 20 concurrent uploaders x 50 photos against a live server with busy workers; prints p50/p95/p99 upload latency.
 bench-load: $(STAMP)
 	$(BIN)/python bench/load.py
+
+# [processing] memory_budget_mb vs no limit: 8 x 50 MP panoramas, workers=4, peak tree RSS and time, then both under
+# a memory cgroup the size of a 2 GB Pi's share (when this machine allows one). About 3 minutes.
+bench-memory: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/memory_budget.py
 
 # Compiled wheels inside: build it on the machine type (and Python version) it will run on, e.g. on the Pi.
 pyz: $(STAMP)

@@ -743,13 +743,18 @@ def _draft_jpeg(im: ImageFile.ImageFile, target: tuple[int, int]):
 
 _PEAK_BYTES_PER_PIXEL = 4  # Pillow keeps RGB as RGBX; counting grey images the same errs on the safe side
 _CODEC_BUFFER_BYTES = 8 * 1024 * 1024  # libjpeg/libwebp/zlib working memory and allocator slack, measured generously
+# Copies of the decoded picture alive at the peak, by source format (measured with `make bench-memory` and
+# tests/test_memory_budget.py): libjpeg decodes straight into Pillow's image; other decoders may be followed by a
+# mode conversion while the decoded copy still exists; libwebp decodes into a buffer of its own, which Pillow
+# copies, and both live through that conversion (about 16 bytes per pixel).
+_DECODED_COPIES = {"jpeg": 1, "webp": 4}
 
 
 def estimated_peak_bytes(width: int, height: int, fmt: str, specs: Sequence[OutputSpec]) -> int:
     """Pixel memory ``render`` holds at its peak for a source of this displayed size and format.
 
     Mirrors what render does: the decode (drafted by libjpeg to 1/2..1/8 when at least twice the largest output;
-    other formats may be converted to a working mode while the decoded copy still exists, so they count twice),
+    other formats count more than once, see _DECODED_COPIES),
     resize's integer pre-reduction and one-axis intermediate, the largest output with its upright and sRGB copies,
     and every smaller output. Conservative: real use is at most this, usually well below.
     """
@@ -761,7 +766,7 @@ def estimated_peak_bytes(width: int, height: int, fmt: str, specs: Sequence[Outp
     if fmt == "jpeg" and width >= 2 * target_w and height >= 2 * target_h:
         scale = next(s for s in (8, 4, 2, 1) if s <= min(width // target_w, height // target_h))
         decoded_w, decoded_h = -(-width // scale), -(-height // scale)
-    decoded = decoded_w * decoded_h * (1 if fmt == "jpeg" else 2)
+    decoded = decoded_w * decoded_h * _DECODED_COPIES.get(fmt, 2)
     factor_w = max(1, int(decoded_w / target_w / REDUCING_GAP))
     factor_h = max(1, int(decoded_h / target_h / REDUCING_GAP))
     reduced_h = -(-decoded_h // factor_h)
