@@ -24,6 +24,7 @@ from .web import tus, ui
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
 from .web.keys import RESUMABLE
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
+from .web.proxy import proxy_headers_middleware
 from .web.templating import TEMPLATES, make_environment
 from .workers import WorkerPool
 
@@ -35,8 +36,8 @@ JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[security_headers_middleware, errors_middleware, ratelimit_middleware(settings.ratelimit),
-                     auth_middleware],
+        middlewares=[proxy_headers_middleware(settings.server.trusted_proxies), security_headers_middleware,
+                     errors_middleware, ratelimit_middleware(settings.ratelimit), auth_middleware],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = settings

@@ -13,13 +13,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .config import ConfigError, Settings, load_settings
+from .web.proxy import client_address
 
 
 class AccessLogger(AbstractAccessLogger):
     """Method, path (never the query string: a login link carries the token there), status, size, time."""
 
     def log(self, request, response, time):
-        self.logger.info('%s "%s %s" %s %s %.3fs', request.remote, request.method, request.path,
+        self.logger.info('%s "%s %s" %s %s %.3fs', client_address(request), request.method, request.path,
                          response.status, response.body_length, time)
 
 

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import tomllib
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +26,8 @@ class ServerSettings:
     port: int = 8080
     data_dir: Path = Path("data")
     log_level: str = "info"
+    # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty: nobody's.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PHOTOQ_DATA_DIR": ("server", "data_dir"),
     "PHOTOQ_WORKERS": ("processing", "workers"),
     "PHOTOQ_AUTH_TOKEN": ("auth", "token"),
+    "PHOTOQ_TRUSTED_PROXIES": ("server", "trusted_proxies"),  # comma-separated
 }
 
 # Settings that must be > 0 (others may be 0, e.g. min_free_bytes).
@@ -235,6 +239,8 @@ def _coerce(dotted: str, type_name: str, value: Any, where: str) -> Any:
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{where}: expected {expected}, got {value!r}")
 
+    if dotted == "server.trusted_proxies":
+        return _networks(value, where)
     if type_name == "bool":
         if isinstance(value, bool):
             return value
@@ -275,6 +281,22 @@ def _coerce(dotted: str, type_name: str, value: Any, where: str) -> Any:
     if dotted == "auth.token" and len(value) < 16:
         raise ConfigError(f"{where}: the token must be at least 16 characters long")
     return value
+
+
+def _networks(value: Any, where: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """A list of IP addresses or CIDR networks (from the environment: one string, comma-separated)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: expected a list of IP addresses or networks, got {value!r}")
+    networks = []
+    for item in items:
+        try:
+            # strict=False: "192.168.1.7/24" means that address's network, as in most proxies' own settings.
+            networks.append(ip_network(item.strip(), strict=False))
+        except (AttributeError, TypeError, ValueError):
+            raise ConfigError(f"{where}: expected IP addresses or networks such as \"127.0.0.1\" or "
+                              f"\"10.0.0.0/8\", got {item!r}") from None
+    return tuple(networks)
 
 
 def _check_range(dotted: str, number: float, where: str, raw: Any) -> None:

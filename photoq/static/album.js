@@ -54,99 +54,12 @@
 
   // -- ThumbHash placeholders -------------------------------------------------------------------------------------
 
-  /** thumbHashToRGBA from Evan Wallace's public-domain reference (github.com/evanw/thumbhash), as a data: URL. */
-  function thumbHashToDataURL(base64) {
-    const hash = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-    const { PI, min, max, cos, round } = Math;
-    const header24 = hash[0] | (hash[1] << 8) | (hash[2] << 16);
-    const header16 = hash[3] | (hash[4] << 8);
-    const lDc = (header24 & 63) / 63;
-    const pDc = ((header24 >> 6) & 63) / 31.5 - 1;
-    const qDc = ((header24 >> 12) & 63) / 31.5 - 1;
-    const lScale = ((header24 >> 18) & 31) / 31;
-    const hasAlpha = header24 >> 23;
-    const pScale = ((header16 >> 3) & 63) / 63;
-    const qScale = ((header16 >> 9) & 63) / 63;
-    const isLandscape = header16 >> 15;
-    const lx = max(3, isLandscape ? (hasAlpha ? 5 : 7) : header16 & 7);
-    const ly = max(3, isLandscape ? header16 & 7 : (hasAlpha ? 5 : 7));
-    const aDc = hasAlpha ? (hash[5] & 15) / 15 : 1;
-    const aScale = (hash[5] >> 4) / 15;
-    const acStart = hasAlpha ? 6 : 5;
-    let acIndex = 0;
-    const decodeChannel = (nx, ny, scale) => {
-      const ac = [];
-      for (let cy = 0; cy < ny; cy++) {
-        for (let cx = cy ? 0 : 1; cx * ny < nx * (ny - cy); cx++, acIndex++) {
-          ac.push((((hash[acStart + (acIndex >> 1)] >> ((acIndex & 1) << 2)) & 15) / 7.5 - 1) * scale);
-        }
-      }
-      return ac;
-    };
-    const lAc = decodeChannel(lx, ly, lScale);
-    const pAc = decodeChannel(3, 3, pScale * 1.25);  // boosts saturation, compensating for quantization
-    const qAc = decodeChannel(3, 3, qScale * 1.25);
-    const aAc = hasAlpha && decodeChannel(5, 5, aScale);
-    const ratio = (isLandscape ? (hasAlpha ? 5 : 7) : hash[3] & 7) / (isLandscape ? hash[3] & 7 : (hasAlpha ? 5 : 7));
-    const w = round(ratio > 1 ? 32 : 32 * ratio);
-    const h = round(ratio > 1 ? 32 / ratio : 32);
-    const canvas = document.createElement('canvas');
-    canvas.width = w;
-    canvas.height = h;
-    const context = canvas.getContext('2d');
-    const image = context.createImageData(w, h);
-    const rgba = image.data;
-    const fx = [], fy = [];
-    for (let y = 0, i = 0; y < h; y++) {
-      for (let x = 0; x < w; x++, i += 4) {
-        let l = lDc, p = pDc, q = qDc, a = aDc;
-        for (let cx = 0, n = max(lx, hasAlpha ? 5 : 3); cx < n; cx++) fx[cx] = cos(PI / w * (x + 0.5) * cx);
-        for (let cy = 0, n = max(ly, hasAlpha ? 5 : 3); cy < n; cy++) fy[cy] = cos(PI / h * (y + 0.5) * cy);
-        for (let cy = 0, j = 0; cy < ly; cy++) {
-          for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx * ly < lx * (ly - cy); cx++, j++) l += lAc[j] * fx[cx] * fy2;
-        }
-        for (let cy = 0, j = 0; cy < 3; cy++) {
-          for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 3 - cy; cx++, j++) {
-            const f = fx[cx] * fy2;
-            p += pAc[j] * f;
-            q += qAc[j] * f;
-          }
-        }
-        if (hasAlpha) {
-          for (let cy = 0, j = 0; cy < 5; cy++) {
-            for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 5 - cy; cx++, j++) a += aAc[j] * fx[cx] * fy2;
-          }
-        }
-        const b = l - 2 / 3 * p;
-        const r = (3 * l - b + q) / 2;
-        const g = r - q;
-        rgba[i] = max(0, 255 * min(1, r));
-        rgba[i + 1] = max(0, 255 * min(1, g));
-        rgba[i + 2] = max(0, 255 * min(1, b));
-        rgba[i + 3] = max(0, 255 * min(1, a));
-      }
-    }
-    context.putImageData(image, 0, 0);
-    return canvas.toDataURL();
-  }
-
-  /** Paint a tile's ThumbHash behind its thumbnail until the thumbnail has loaded (CSSOM, allowed by the CSP). */
+  /** Paint a tile's ThumbHash behind its thumbnail until the thumbnail has loaded. */
   function paintPlaceholder(tile) {
     const link = tile.querySelector('.tile-link');
     const img = tile.querySelector('.tile-img');
-    if (!link || !img || !tile.dataset.thumbhash || (img.complete && img.naturalWidth)) return;
-    try {
-      link.style.backgroundImage = 'url("' + thumbHashToDataURL(tile.dataset.thumbhash) + '")';
-    } catch (e) {
-      return;  // a malformed hash: the plain tile background stays
-    }
-    link.style.backgroundSize = 'cover';
-    link.style.backgroundPosition = 'center';
-    const clear = () => { link.style.backgroundImage = ''; };
-    img.addEventListener('load', clear, { once: true });
-    if (img.complete && img.naturalWidth) clear();
+    if (link && img) window.photoq.paintThumbHash(link, img, tile.dataset.thumbhash);
   }
-  window.photoq.thumbHashToDataURL = thumbHashToDataURL;
 
   // -- gallery tiles ---------------------------------------------------------------------------------------------
 
@@ -348,6 +261,11 @@
   let lastSettled = Number(root.dataset.settled);
   const processingText = $('processing-text');
   const processingBar = $('processing-progress');
+  const eta = window.photoq.etaCountdown((text) => {
+    const line = $('processing-eta');
+    if (line.textContent !== text) line.textContent = text;
+    line.hidden = !text;
+  });
 
   function onStats(stats) {
     const unfinished = stats.pending + stats.processing;
@@ -360,9 +278,7 @@
     if (stats.failed > 0 && errorList.children.length) errorReport.hidden = false;
 
     lastSettled = settled;
-    const eta = unfinished > 0 ? window.photoq.humanEta(stats.eta_seconds) : '';
-    $('processing-eta').textContent = eta;
-    $('processing-eta').hidden = !eta;
+    eta.set(unfinished > 0 ? stats.eta_seconds : 0);
     if (unfinished > 0) {
       if (!runActive) { runActive = true; }
       const done = Math.max(0, settled - idleSettled);
@@ -689,6 +605,6 @@
 
   for (const tile of gallery.querySelectorAll('.tile[data-thumbhash]')) paintPlaceholder(tile);
   if (window.EventSource) {
-    events(albumId, { stats: onStats, photo: onPhoto, resync: sync });
+    events(albumId, { stats: onStats, photo: onPhoto, resync: sync, lost: eta.stop });
   }
 })();

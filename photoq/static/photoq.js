@@ -2,7 +2,9 @@
 //  - local times for <time data-local>, confirm() for form[data-confirm], dismissible flash messages
 //  - live pages: <body data-live="all|album"> subscribes to /api/events and re-renders [data-live-refresh]
 //    regions from a fresh copy of the page when something changes
-//  - window.photoq: helpers for album.js (CSRF header, JSON posts, event stream, formatting)
+//  - "… left" estimates that count down between stats events (album and queue pages)
+//  - window.photoq: helpers for album.js and photo.js (CSRF header, JSON posts, event stream, formatting,
+//    ThumbHash placeholders)
 (function () {
   'use strict';
 
@@ -27,6 +29,131 @@
     const minutes = Math.round(seconds / 60);
     if (minutes < 90) return 'about ' + minutes + ' min left';
     return 'about ' + Math.floor(minutes / 60) + ' h ' + (minutes % 60) + ' min left';
+  }
+
+  // The server's eta_seconds changes only when a job ends; in between, the time since it arrived is taken off it.
+  // Never below a minute's worth: "less than a minute left" stays until the server says the work is done.
+  const ETA_FLOOR_SECONDS = 59;
+  const etaCountdowns = new Set();
+
+  /** A "… left" that counts down between stats events and shows its text through show(text) ('' for nothing). */
+  function etaCountdown(show) {
+    let seconds = 0;  // the last server value, as of `since`
+    let since = 0;
+    let counting = false;
+    const left = () => {
+      if (!seconds) return 0;
+      return counting ? Math.max(ETA_FLOOR_SECONDS, seconds - (performance.now() - since) / 1000) : seconds;
+    };
+    const countdown = {
+      /** A stats event's eta_seconds (0 or null: nothing to say). */
+      set(value) {
+        seconds = value > 0 ? value : 0;
+        since = performance.now();
+        counting = true;
+        countdown.render();
+      },
+      /** The live connection is lost: what is shown stays, but no longer counts down (the work may be stuck). */
+      stop() {
+        seconds = left();
+        counting = false;
+      },
+      render() { show(humanEta(left())); },
+    };
+    etaCountdowns.add(countdown);
+    return countdown;
+  }
+
+  // -- ThumbHash placeholders (album tiles, the photo page) -------------------------------------------------------
+
+  /** thumbHashToRGBA from Evan Wallace's public-domain reference (github.com/evanw/thumbhash), as a data: URL. */
+  function thumbHashToDataURL(base64) {
+    const hash = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const { PI, min, max, cos, round } = Math;
+    const header24 = hash[0] | (hash[1] << 8) | (hash[2] << 16);
+    const header16 = hash[3] | (hash[4] << 8);
+    const lDc = (header24 & 63) / 63;
+    const pDc = ((header24 >> 6) & 63) / 31.5 - 1;
+    const qDc = ((header24 >> 12) & 63) / 31.5 - 1;
+    const lScale = ((header24 >> 18) & 31) / 31;
+    const hasAlpha = header24 >> 23;
+    const pScale = ((header16 >> 3) & 63) / 63;
+    const qScale = ((header16 >> 9) & 63) / 63;
+    const isLandscape = header16 >> 15;
+    const lx = max(3, isLandscape ? (hasAlpha ? 5 : 7) : header16 & 7);
+    const ly = max(3, isLandscape ? header16 & 7 : (hasAlpha ? 5 : 7));
+    const aDc = hasAlpha ? (hash[5] & 15) / 15 : 1;
+    const aScale = (hash[5] >> 4) / 15;
+    const acStart = hasAlpha ? 6 : 5;
+    let acIndex = 0;
+    const decodeChannel = (nx, ny, scale) => {
+      const ac = [];
+      for (let cy = 0; cy < ny; cy++) {
+        for (let cx = cy ? 0 : 1; cx * ny < nx * (ny - cy); cx++, acIndex++) {
+          ac.push((((hash[acStart + (acIndex >> 1)] >> ((acIndex & 1) << 2)) & 15) / 7.5 - 1) * scale);
+        }
+      }
+      return ac;
+    };
+    const lAc = decodeChannel(lx, ly, lScale);
+    const pAc = decodeChannel(3, 3, pScale * 1.25);  // boosts saturation, compensating for quantization
+    const qAc = decodeChannel(3, 3, qScale * 1.25);
+    const aAc = hasAlpha && decodeChannel(5, 5, aScale);
+    const ratio = (isLandscape ? (hasAlpha ? 5 : 7) : hash[3] & 7) / (isLandscape ? hash[3] & 7 : (hasAlpha ? 5 : 7));
+    const w = round(ratio > 1 ? 32 : 32 * ratio);
+    const h = round(ratio > 1 ? 32 / ratio : 32);
+    const canvas = document.createElement('canvas');
+    canvas.width = w;
+    canvas.height = h;
+    const context = canvas.getContext('2d');
+    const image = context.createImageData(w, h);
+    const rgba = image.data;
+    const fx = [], fy = [];
+    for (let y = 0, i = 0; y < h; y++) {
+      for (let x = 0; x < w; x++, i += 4) {
+        let l = lDc, p = pDc, q = qDc, a = aDc;
+        for (let cx = 0, n = max(lx, hasAlpha ? 5 : 3); cx < n; cx++) fx[cx] = cos(PI / w * (x + 0.5) * cx);
+        for (let cy = 0, n = max(ly, hasAlpha ? 5 : 3); cy < n; cy++) fy[cy] = cos(PI / h * (y + 0.5) * cy);
+        for (let cy = 0, j = 0; cy < ly; cy++) {
+          for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx * ly < lx * (ly - cy); cx++, j++) l += lAc[j] * fx[cx] * fy2;
+        }
+        for (let cy = 0, j = 0; cy < 3; cy++) {
+          for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 3 - cy; cx++, j++) {
+            const f = fx[cx] * fy2;
+            p += pAc[j] * f;
+            q += qAc[j] * f;
+          }
+        }
+        if (hasAlpha) {
+          for (let cy = 0, j = 0; cy < 5; cy++) {
+            for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 5 - cy; cx++, j++) a += aAc[j] * fx[cx] * fy2;
+          }
+        }
+        const b = l - 2 / 3 * p;
+        const r = (3 * l - b + q) / 2;
+        const g = r - q;
+        rgba[i] = max(0, 255 * min(1, r));
+        rgba[i + 1] = max(0, 255 * min(1, g));
+        rgba[i + 2] = max(0, 255 * min(1, b));
+        rgba[i + 3] = max(0, 255 * min(1, a));
+      }
+    }
+    context.putImageData(image, 0, 0);
+    return canvas.toDataURL();
+  }
+
+  /** Paint a ThumbHash on `box` (through CSSOM, which the CSP allows) until `img` has loaded; false if not painted. */
+  function paintThumbHash(box, img, base64) {
+    if (!base64 || (img.complete && img.naturalWidth)) return false;
+    try {
+      box.style.backgroundImage = 'url("' + thumbHashToDataURL(base64) + '")';
+    } catch (e) {
+      return false;  // a malformed hash: the plain background stays
+    }
+    box.style.backgroundSize = 'cover';
+    box.style.backgroundPosition = 'center';
+    img.addEventListener('load', () => { box.style.backgroundImage = ''; }, { once: true });
+    return true;
   }
 
   function localizeTimes(root) {
@@ -72,6 +199,9 @@
     });
     source.addEventListener('queue', (event) => {
       if (handlers.queue) handlers.queue(JSON.parse(event.data));
+    });
+    source.addEventListener('error', () => {  // the connection dropped; the browser reconnects by itself
+      if (handlers.lost) handlers.lost();
     });
     window.addEventListener('pagehide', () => source.close());
     return source;
@@ -130,7 +260,9 @@
         localizeTimes(region);
         startAgeTickers(region);
         if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
+        region.dispatchEvent(new CustomEvent('photoq:refreshed', { bubbles: true }));  // page scripts redo their part
       });
+      for (const countdown of etaCountdowns) countdown.render();  // the fresh copy says what the server last said
       const freshBody = fresh.body;
       if (freshBody && !freshBody.dataset.live) stopLive();  // e.g. a photo that finished processing
     } finally {
@@ -155,8 +287,13 @@
     const albumId = mode === 'album' ? document.body.dataset.liveAlbum : null;
     const photoId = document.body.dataset.livePhoto ? Number(document.body.dataset.livePhoto) : null;
     let first = true;
+    const queueEta = etaCountdown((text) => {
+      const el = document.getElementById('queue-eta');
+      if (el && el.textContent !== text) el.textContent = text;
+    });
     liveSource = events(albumId, {
-      stats() {
+      stats(data) {
+        if (!albumId) queueEta.set(data.eta_seconds);
         if (first) { first = false; return; }  // the stats sent on connect describe the page we already have
         if (!photoId) scheduleRefresh();
       },
@@ -165,10 +302,11 @@
       },
       queue() { if (!photoId) scheduleRefresh(150); },  // paused, resumed, cleared, breaker: nothing else says so
       resync() { if (!first) scheduleRefresh(); },
+      lost() { queueEta.stop(); },
     });
   }
 
-  // -- "oldest job waiting" ticks along between refreshes ----------------------------------------------------------
+  // -- "oldest job waiting" and "… left" tick along between refreshes ---------------------------------------------
 
   const ageTickers = new Set();
   function formatAge(seconds) {
@@ -189,6 +327,7 @@
       if (!el.isConnected) { ageTickers.delete(el); continue; }
       el.textContent = formatAge(performance.now() / 1000 - Number(el.dataset.ageStart));
     }
+    for (const countdown of etaCountdowns) countdown.render();
   }, 1000);
 
   // -- small behaviours -----------------------------------------------------------------------------------------
@@ -226,7 +365,8 @@
     });
   }
 
-  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, humanEta, localizeTimes };
+  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, humanEta, etaCountdown, localizeTimes,
+    thumbHashToDataURL, paintThumbHash };
 
   function start() {
     localizeTimes(document);

@@ -401,20 +401,25 @@ async def photo_page(request: web.Request) -> web.Response:
         if ready is not None and ready.width not in by_width:
             by_width[ready.width] = file_url(photo.id, output.name, ready.created_at)
     display = sorted(by_width.items())
+    natural_width = None  # of a picture shown without srcset, whose own pixels then set its width on the page
     if display:
         src = display[0][1] if display[0][0] >= 1000 else display[-1][1]
         srcset = ", ".join(f"{url} {width}w" for width, url in display)
         showing = "display"
     elif photo.content_type in BROWSER_IMAGE_TYPES:
-        src, srcset, showing = file_url(photo.id, "original"), "", "original"
+        src, srcset, showing, natural_width = file_url(photo.id, "original"), "", "original", photo.width
     elif photo.thumbnail_status == Status.COMPLETE and (thumbs := thumbnail_specs(settings)):
         largest = outputs.get(thumbs[-1][0])
         src, srcset, showing = file_url(photo.id, thumbs[-1][0], largest and largest.created_at), "", "thumbnail"
+        natural_width = largest.width if largest else None
     else:
         src, srcset, showing = None, "", "none"
     # The picture fits inside the viewport: as wide as the page allows, but no taller than ~80% of the screen.
     aspect = photo.width / photo.height if photo.height else 1
     sizes = f"min(100vw, 72rem, {math.ceil(80 * aspect)}vh)"
+    # The width it will have once loaded (its own width, or the one `sizes` gives it, then no taller than the
+    # stylesheet's 80vh), so that photo.js can give it that box while it loads.
+    loading_width = f"min({f'{natural_width}px, ' if natural_width else ''}100vw, 72rem, {80 * aspect:.4f}vh)"
 
     exif = photo.exif
     history = [{
@@ -429,6 +434,7 @@ async def photo_page(request: web.Request) -> web.Response:
         "src": src,
         "srcset": srcset,
         "sizes": sizes,
+        "loading_width": loading_width,
         "showing": showing,
         "final": photo.processing_status in (Status.COMPLETE, Status.FAILED),
         "camera": camera_text(exif),
