@@ -36,7 +36,7 @@ bench-load: $(STAMP)
 	$(BIN)/python bench/load.py
 
 # [processing] memory_budget_mb vs no limit: 8 x 50 MP panoramas, workers=4, peak tree RSS and time, then both under
-# a memory cgroup the size of a 2 GB Pi's share (when this machine allows one). About 3 minutes.
+# a memory cgroup the size of a 2 GB Pi's share (when this machine allows one); writes bench/MEMORY.md. About 3 minutes.
 bench-memory: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/memory_budget.py

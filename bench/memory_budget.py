@@ -10,7 +10,8 @@ photoq's estimate (imaging.estimated_peak_bytes).
 
     python bench/memory_budget.py [--photos 8] [--batches png,webp] [--budget-mb 900] [--limit-mb 1536] [--no-cgroup]
 
-The panoramas are generated once (bench/scenes.py) and cached in bench/out/panoramas/.
+Writes bench/MEMORY.md (and bench/memory.json). The panoramas are generated once (bench/scenes.py) and cached in
+bench/out/panoramas/.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -36,12 +38,15 @@ MIB = 1024 * 1024
 PANORAMA = (10000, 5000)  # 50 MP, 2:1
 CACHE = BENCH / "out" / "panoramas"
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "tiff": "tif", "webp": "webp"}
+LABELS = {"jpeg": "JPEG q90", "png": "PNG", "tiff": "TIFF deflate", "webp": "WebP q85"}  # as _encode writes them
 KINDS = ("thumbnail", "variant")
 KILLED = "The image process stopped unexpectedly"
 # A Raspberry Pi 4 with 2 GB reports about 1.8 GiB of RAM (the rest is reserved for the GPU); photoq's default
 # budget is half of it. The OS, sshd and the page cache's working set take ~300 MB, which leaves ~1.5 GiB for photoq.
 PI_BUDGET_MB = 900
 PI_LIMIT_MB = 1536
+SAMPLE_SECONDS = 0.05  # how often the process tree's RSS is sampled
+UPLOADERS = 2  # concurrent uploads
 
 
 # -- panoramas ----------------------------------------------------------------------------------------------------
@@ -188,7 +193,7 @@ class MemoryCgroup:
             peak_file = self.path / "memory.peak"
             peak = int(peak_file.read_text()) if peak_file.exists() else 0
             oom = re.search(r"oom_kill (\d+)", (self.path / "memory.events").read_text())
-        return {"peak": peak, "oom_kills": int(oom.group(1)) if oom else 0}
+        return {"peak": peak, "oom_kills": int(oom.group(1)) if oom else 0, "version": self.version}
 
     def remove(self) -> None:
         for _ in range(50):
@@ -276,9 +281,9 @@ async def _batch(root: Path, name: str, files: list[Path], workers: int, budget_
         async with service.client_session() as session:
             album_id = await service.create_album(session, url)
             async with service.CompletionWatcher(session, url) as watcher:
-                with service.RssSampler(process.pid, interval=0.05) as sampler:
+                with service.RssSampler(process.pid, interval=SAMPLE_SECONDS) as sampler:
                     start = time.perf_counter()
-                    # The files are read one at a time, as a client streams them; two uploads at once.
+                    # The files are read one at a time, as a client streams them; UPLOADERS uploads at once.
                     ids = await upload_files(session, url, album_id, files)
                     uploaded = time.perf_counter() - start
                     deadline = start + timeout
@@ -308,7 +313,8 @@ async def _batch(root: Path, name: str, files: list[Path], workers: int, budget_
     return result
 
 
-async def upload_files(session, url: str, album_id: int, files: list[Path], concurrency: int = 2) -> list[int]:
+async def upload_files(session, url: str, album_id: int, files: list[Path],
+                       concurrency: int = UPLOADERS) -> list[int]:
     import service
 
     ids: list[int] = [0] * len(files)
@@ -350,14 +356,17 @@ def main() -> int:
     parser.add_argument("--limit-mb", type=int, default=PI_LIMIT_MB, help="the cgroup's hard limit")
     parser.add_argument("--no-cgroup", action="store_true")
     parser.add_argument("--formats", default="jpeg,png,tiff,webp", help="formats of the per-process table")
-    parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--output", type=Path, default=BENCH / "MEMORY.md", help="the report (memory.json beside it)")
     parser.add_argument("--measure-one", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_one:
         print(json.dumps(measure_one(*args.measure_one)))
         return 0
 
+    from machine import machine
+
     started = time.perf_counter()
+    info = machine()
     w, h = PANORAMA
     formats = [f for f in args.batches.split(",") if f]
     unknown = set(formats) - set(EXTENSIONS)
@@ -376,9 +385,11 @@ def main() -> int:
     results["seconds"] = time.perf_counter() - started
     for fmt, r in results["batches"].items():
         report(fmt, r, args)
-    print(f"\n{results['seconds'] / 60:.1f} min in all")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+    finished = datetime.now(timezone.utc)
+    args.output.write_text(markdown(results, info, finished))
+    args.output.with_name("memory.json").write_text(json.dumps(
+        {"machine": info, "finished_at": finished.isoformat(), "results": results}, indent=2, default=str))
+    print(f"\nwrote {args.output} in {results['seconds'] / 60:.1f} min")
     return 0
 
 
@@ -444,6 +455,117 @@ def report(fmt: str, r: dict, args) -> None:
                   + ("" if c["server_alive"] else ", the server itself was killed"))
     else:
         print(f"memory cgroup run: {cg}")
+
+
+# -- bench/MEMORY.md ----------------------------------------------------------------------------------------------
+
+
+def markdown(results: dict, info: dict, when: datetime) -> str:
+    from machine import machine_md
+
+    out = ["# photoq memory budget results", "",
+           f"Generated by `make bench-memory` (bench/memory_budget.py) on {when:%Y-%m-%d %H:%M} UTC in "
+           f"{results['seconds'] / 60:.1f} minutes; not part of `make bench`. Every figure below comes from this one "
+           "run.", "",
+           *machine_md(info),
+           "## Method", "", method_md(results, info), ""]
+    out += per_format_md(results["per_format"])
+    out += batches_md(results)
+    return "\n".join(out) + "\n"
+
+
+def method_md(results: dict, info: dict) -> str:
+    w, h = PANORAMA
+    workers, budget, limit = results["workers"], results["budget_mb"], results["limit_mb"]
+    text = (f"A live `photoq serve` with workers={workers}"
+            + (f" (what a Raspberry Pi 4's four cores run; this machine has {info['cores']} cores)"
+               if workers == 4 else "")
+            + f" processes {results['photos']} distinct {w}x{h} ({w * h / 1e6:.0f} MP) dead-leaves panoramas per "
+            f"batch ({', '.join(LABELS[fmt] for fmt in results['batches'])}), uploaded by {UPLOADERS} clients, once "
+            f"with `memory_budget_mb = 0` (no limit) and once with {budget} MiB"
+            + (" (photoq's default on a 2 GB Pi 4: half of the ~1.8 GiB it reports)" if budget == PI_BUDGET_MB else "")
+            + ". The process tree's RSS (server + forkserver + image processes, summed, so shared pages count more "
+            f"than once) is sampled every {SAMPLE_SECONDS * 1000:.0f} ms from the first upload until every photo is "
+            "complete.")
+    versions = sorted({run["cgroup"]["version"] for r in results["batches"].values()
+                       for run in r["cgroup"].values() if isinstance(run, dict)})
+    if versions:
+        text += (" Then both runs are repeated inside a memory cgroup ("
+                 + "/".join(f"v{v}" for v in versions) + f", child of the bench's own) limited to {limit} MiB"
+                 + (": what a 2 GB Pi leaves for photoq after ~300 MB of OS" if limit == PI_LIMIT_MB else "")
+                 + ". The cgroup's peak includes the page cache of the uploads and outputs."
+                 + (f" This machine has {info['memory_gb']} GB, so survival is shown by that cgroup's OOM killer, "
+                    "not by a real Pi." if "memory_gb" in info else ""))
+    return text
+
+
+def per_format_md(rows: dict) -> list[str]:
+    if not rows:
+        return []
+    w, h = PANORAMA
+    held = sorted(r["before"] / MIB for r in rows.values())
+    held_text = f"{held[0]:.0f}" if round(held[0]) == round(held[-1]) else f"{held[0]:.0f}-{held[-1]:.0f}"
+    out = [f"One image process per format and job kind, {w * h / 1e6:.0f} MP: estimate "
+           f"(`imaging.estimated_peak_bytes`) vs measured (VmHWM minus the {held_text} MiB the process holds before "
+           "the job); bold where the measured peak exceeds the estimate.", "",
+           "| format | " + " | ".join(f"{kind} job: estimate / measured" for kind in KINDS) + " |",
+           "|---|" + "---|" * len(KINDS)]
+    for fmt in dict.fromkeys(key.split()[0] for key in rows):
+        cells = []
+        for kind in KINDS:
+            r = rows[f"{fmt} {kind}"]
+            measured = f"{(r['peak'] - r['before']) / MIB:.0f}"
+            cells.append(f"{r['estimate'] / MIB:.0f} / "
+                         + (f"**{measured}**" if r["peak"] - r["before"] > r["estimate"] else measured) + " MiB")
+        out.append(f"| {LABELS[fmt]} ({rows[f'{fmt} {KINDS[0]}']['file_mb']:.0f} MB) | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def batches_md(results: dict) -> list[str]:
+    w, h = PANORAMA
+    budgets = list(dict.fromkeys(("0", str(results["budget_mb"]))))
+    in_cgroup = any(budget in r["cgroup"] for r in results["batches"].values() for budget in budgets)
+    out = [f"| batch ({results['photos']} x {w * h / 1e6:.0f} MP) | budget | peak tree RSS | largest image process "
+           "| time | photos/min | memory waits |" + (f" under {results['limit_mb']} MiB cgroup |" if in_cgroup else ""),
+           "|---|---|---|---|---|---|---|" + ("---|" if in_cgroup else "")]
+    notes = {}
+    for fmt, r in results["batches"].items():
+        base = r["free"]["0"]
+        for budget in budgets:
+            run = r["free"][budget]
+            row = [f"{LABELS[fmt]} ({r['file_mb']:.0f} MB each)", "none" if budget == "0" else f"{budget} MiB",
+                   _with_ratio(run, base, "peak_tree", MIB, "{:.0f} MiB"),
+                   _with_ratio(run, base, "peak_child", MIB, "{:.0f} MiB"),
+                   _with_ratio(run, base, "seconds", 1, "{:.1f} s"),
+                   _with_ratio(run, base, "photos_per_min", 1, "{:.1f}"),
+                   f"{run['memory_waits']:.0f}" if "memory_waits" in run else "n/a (server died)"]
+            if in_cgroup:
+                row.append(cgroup_cell(r["cgroup"].get(budget)))
+            out.append("| " + " | ".join(row) + " |")
+        if "unavailable" in r["cgroup"]:
+            notes[f"No memory cgroup: this machine does not let the bench create one ({r['cgroup']['unavailable']}), "
+                  f"so the runs under a {results['limit_mb']} MiB limit were skipped."] = None
+        elif "skipped" in r["cgroup"]:
+            notes[f"The runs under a memory cgroup were skipped (`{r['cgroup']['skipped']}`)."] = None
+    loads = ", ".join(f"{LABELS[fmt]} {r['background_load']:.0%}" for fmt, r in results["batches"].items())
+    out += ["", "Ratios: the budgeted run against the one without a budget. Background CPU load when each batch "
+            f"started (other processes on the machine): {loads}.", ""]
+    return out + [line for note in notes for line in (note, "")]
+
+
+def _with_ratio(run: dict, base: dict, key: str, scale: float, spec: str) -> str:
+    text = spec.format(run[key] / scale)
+    return text if run is base else f"{text} ({run[key] / base[key]:.2f}x)"
+
+
+def cgroup_cell(run: dict | None) -> str:
+    if run is None:
+        return "-"
+    text = (f"{run['complete']}/{run['photos']} complete" + (f", {run['failed']} failed" if run["failed"] else "")
+            + (f", {run['unfinished']} unfinished" if run["unfinished"] else "")
+            + f"; OOM kills {run['cgroup']['oom_kills']}, attempts killed {run.get('killed_attempts', '?')} of "
+            f"{run.get('attempts', '?')}; cgroup peak {run['cgroup']['peak'] / MIB:.0f} MiB")
+    return text + ("" if run["server_alive"] else "; the server itself was killed")
 
 
 if __name__ == "__main__":
