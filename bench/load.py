@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import io
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -26,26 +25,14 @@ sys.path.insert(0, str(REPO))
 
 from tests.support import AUTH, ServerProcess, photo_like
 
+from scenes import unique_copy
+from service import percentile
+
 
 def base_jpeg(width: int, height: int, seed: int) -> bytes:
     buffer = io.BytesIO()
     photo_like(width, height, seed).save(buffer, "JPEG", quality=88)
     return buffer.getvalue()
-
-
-def distinct(jpeg: bytes, tag: str) -> bytes:
-    """The same picture with a JPEG comment segment that makes its bytes (and SHA-256) unique."""
-    comment = tag.encode()
-    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = (len(sorted_values) - 1) * p / 100
-    lower = int(k)
-    upper = min(lower + 1, len(sorted_values) - 1)
-    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (k - lower)
 
 
 async def create_album(session: aiohttp.ClientSession, name: str) -> int:
@@ -89,7 +76,7 @@ async def uploader(url: str, number: int, photos: list[tuple[str, bytes]], laten
 async def main(args: argparse.Namespace) -> int:
     print(f"preparing {args.uploaders} x {args.photos} distinct photos ...", flush=True)
     bases = [base_jpeg(1200 + 40 * (i % 10), 900 + 30 * (i % 7), seed=i) for i in range(args.uploaders)]
-    work = [[(f"u{u:02d}-{n:03d}.jpg", distinct(bases[u], f"photoq load {u}/{n}")) for n in range(args.photos)]
+    work = [[(f"u{u:02d}-{n:03d}.jpg", unique_copy(bases[u], u * args.photos + n)) for n in range(args.photos)]
             for u in range(args.uploaders)]
     size = sum(len(d) for batch in work for _, d in batch)
 

@@ -37,7 +37,6 @@ sys.path.insert(0, str(BENCH))
 MIB = 1024 * 1024
 PANORAMA = (10000, 5000)  # 50 MP, 2:1
 CACHE = BENCH / "out" / "panoramas"
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "tiff": "tif", "webp": "webp"}
 LABELS = {"jpeg": "JPEG q90", "png": "PNG", "tiff": "TIFF deflate", "webp": "WebP q85"}  # as _encode writes them
 KINDS = ("thumbnail", "variant")
 KILLED = "The image process stopped unexpectedly"
@@ -56,7 +55,7 @@ def _encode(img, fmt: str, path: Path) -> None:
     options = {"jpeg": {"quality": 90}, "png": {"compress_level": 1}, "tiff": {"compression": "tiff_deflate"},
                "webp": {"quality": 85, "method": 0}}[fmt]
     tmp = path.with_suffix(".tmp")
-    img.save(tmp, {"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF", "webp": "WEBP"}[fmt], **options)
+    img.save(tmp, fmt.upper(), **options)
     tmp.replace(path)
 
 
@@ -79,7 +78,9 @@ def panoramas(fmt: str, n: int) -> list[Path]:
     (a panorama wraps around), so every file decodes like a photograph and has its own bytes."""
     from PIL import Image
 
-    paths = [CACHE / f"pano-{i}.{EXTENSIONS[fmt]}" for i in range(n)]
+    from photoq import imaging
+
+    paths = [CACHE / f"pano-{i}{imaging.EXTENSIONS[fmt]}" for i in range(n)]
     missing = [i for i, p in enumerate(paths) if not p.exists()]
     if missing:
         import numpy as np
@@ -100,6 +101,7 @@ def measure_one(kind: str, path: str) -> dict:
     """In this (fresh) process, as an image process does: render `path` to the `kind` job's outputs."""
     import psutil
 
+    import pipeline
     from photoq import imaging
     from photoq.config import Settings
     from photoq.workers import output_specs
@@ -112,10 +114,7 @@ def measure_one(kind: str, path: str) -> dict:
         started = time.process_time()
         imaging.render(path, specs, dest, fsync=False)
         cpu = time.process_time() - started
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
-    status = Path("/proc/self/status").read_text()
-    peak = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
-    return {"before": before, "peak": peak, "cpu_s": cpu}
+    return {"before": before, "peak": pipeline.peak_rss_kb() * 1024, "cpu_s": cpu}
 
 
 def estimate(kind: str, fmt: str, size: tuple[int, int]) -> int:
@@ -210,7 +209,7 @@ class MemoryCgroup:
 
 
 def start_server(root: Path, name: str, workers: int, budget_mb: int, cgroup: MemoryCgroup | None):
-    from tests.support import TEST_TOKEN, free_port
+    from tests.support import TEST_TOKEN, free_port, stop_process_group
 
     import service
 
@@ -232,20 +231,9 @@ def start_server(root: Path, name: str, workers: int, budget_mb: int, cgroup: Me
     try:
         service.wait_for_port(port, timeout=60)
     except OSError:
-        stop_server(process)
+        stop_process_group(process)
         raise RuntimeError(f"photoq did not start:\n{log_path.read_text(errors='replace')}") from None
     return process, url, log_path
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    import signal
-
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(10)
 
 
 async def metric(session, url: str, name: str) -> float:
@@ -273,6 +261,7 @@ async def killed_attempts(session, url: str, ids: list[int]) -> tuple[int, int]:
 async def _batch(root: Path, name: str, files: list[Path], workers: int, budget_mb: int,
                  cgroup: MemoryCgroup | None, timeout: float) -> dict:
     import service
+    from tests.support import stop_process_group
 
     process, url, log_path = start_server(root, name, workers, budget_mb, cgroup)
     result: dict = {"budget_mb": budget_mb, "workers": workers, "photos": len(files)}
@@ -284,7 +273,7 @@ async def _batch(root: Path, name: str, files: list[Path], workers: int, budget_
                 with service.RssSampler(process.pid, interval=SAMPLE_SECONDS) as sampler:
                     start = time.perf_counter()
                     # The files are read one at a time, as a client streams them; UPLOADERS uploads at once.
-                    ids = await upload_files(session, url, album_id, files)
+                    ids = await service.upload_all(session, url, album_id, files, UPLOADERS)
                     uploaded = time.perf_counter() - start
                     deadline = start + timeout
                     while not set(ids) <= watcher.done.keys() and time.perf_counter() < deadline:
@@ -305,27 +294,12 @@ async def _batch(root: Path, name: str, files: list[Path], workers: int, budget_
             "photos_per_min": len(files) / elapsed * 60,
             "peak_tree": sampler.peak_tree, "peak_main": sampler.peak_main, "peak_child": sampler.peak_child})
     finally:
-        stop_server(process)
+        stop_process_group(process)
         if cgroup is not None:
             result["cgroup"] = cgroup.stats()
     if not result["server_alive"]:
         result["server_log_tail"] = log_path.read_text(errors="replace")[-2000:]
     return result
-
-
-async def upload_files(session, url: str, album_id: int, files: list[Path],
-                       concurrency: int = UPLOADERS) -> list[int]:
-    import service
-
-    ids: list[int] = [0] * len(files)
-    position = iter(range(len(files)))
-
-    async def uploader() -> None:
-        for i in position:
-            ids[i] = await service.upload(session, url, album_id, files[i].name, files[i].read_bytes())
-
-    await asyncio.gather(*(uploader() for _ in range(concurrency)))
-    return ids
 
 
 def batch(root: Path, name: str, files: list[Path], workers: int, budget_mb: int,
@@ -369,7 +343,7 @@ def main() -> int:
     info = machine()
     w, h = PANORAMA
     formats = [f for f in args.batches.split(",") if f]
-    unknown = set(formats) - set(EXTENSIONS)
+    unknown = set(formats) - set(LABELS)
     if unknown:
         parser.error(f"unknown format(s): {', '.join(sorted(unknown))}")
     print(f"memory budget bench: batches of {args.photos} x {w}x{h} ({w * h / 1e6:.0f} MP) panoramas "

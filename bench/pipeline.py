@@ -110,7 +110,7 @@ PIPELINES = {
 }
 
 
-def _peak_rss_kb() -> int:
+def peak_rss_kb() -> int:
     """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over exec() from the forked parent."""
     with open("/proc/self/status") as status:
         for line in status:
@@ -122,7 +122,7 @@ def _peak_rss_kb() -> int:
 def child(name: str, method: int, source: str, dest: str, reps: int) -> dict:
     os.makedirs(dest, exist_ok=True)
     run = PIPELINES[name](method)
-    base_rss = _peak_rss_kb()
+    base_rss = peak_rss_kb()
     run(source, dest)  # warm-up: imports, codec tables, page cache
     cpu, wall = [], []
     for _ in range(reps):
@@ -132,7 +132,7 @@ def child(name: str, method: int, source: str, dest: str, reps: int) -> dict:
         wall.append((time.perf_counter() - w) * 1000)
     return {
         "cpu_ms": statistics.median(cpu), "cpu_min_ms": min(cpu), "wall_ms": statistics.median(wall),
-        "peak_rss_mb": _peak_rss_kb() / 1024,
+        "peak_rss_mb": peak_rss_kb() / 1024,
         "base_rss_mb": base_rss / 1024,
         "bytes": sum(f.stat().st_size for f in Path(dest).glob("*.webp")),
     }

@@ -46,14 +46,10 @@ def summary_ms(seconds: list[float]) -> dict:
 
 
 def start_server(root: Path, name: str, workers: int) -> ServerProcess:
-    from photoq.config import SECTIONS
-
     data = root / name
     data.mkdir(parents=True)
-    config = None
-    if "ratelimit" in SECTIONS:
-        config = root / f"{name}.toml"
-        config.write_text(BENCH_CONFIG)
+    config = root / f"{name}.toml"
+    config.write_text(BENCH_CONFIG)
     server = ServerProcess(data, workers=workers, config=config)
     server.start(timeout=60)
     return server
@@ -187,13 +183,19 @@ class CompletionWatcher:
         assert not failed, f"photos failed: {failed}"
 
 
-async def upload_all(session, url, album_id, photos: list[bytes], concurrency: int = 2) -> list[int]:
+async def upload_all(session, url, album_id, photos: list[bytes] | list[Path], concurrency: int = 2) -> list[int]:
+    """Upload `photos` (JPEG bytes, or files read only when their turn comes, as a client streams them), `concurrency`
+    at a time; their ids, in order."""
     ids: list[int] = [0] * len(photos)
     position = iter(range(len(photos)))
 
     async def uploader() -> None:
         for i in position:
-            ids[i] = await upload(session, url, album_id, f"photo-{i}.jpg", photos[i])
+            photo = photos[i]
+            if isinstance(photo, Path):
+                ids[i] = await upload(session, url, album_id, photo.name, photo.read_bytes())
+            else:
+                ids[i] = await upload(session, url, album_id, f"photo-{i}.jpg", photo)
 
     await asyncio.gather(*(uploader() for _ in range(concurrency)))
     return ids

@@ -35,8 +35,9 @@ JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
 
 
 def create_app(settings: Settings) -> web.Application:
+    trusted = settings.server.trusted_proxies
     app = web.Application(
-        middlewares=[proxy_headers_middleware(settings.server.trusted_proxies), security_headers_middleware,
+        middlewares=[*([proxy_headers_middleware(trusted)] if trusted else []), security_headers_middleware,
                      errors_middleware, ratelimit_middleware(settings.ratelimit), auth_middleware],
         client_max_size=JSON_BODY_LIMIT,
     )

@@ -247,10 +247,7 @@ async def _server_request(settings: Settings, method: str, path: str, body: dict
     """(status, JSON body) of whatever answers on our port with JSON, or None when nothing does."""
     import aiohttp
 
-    from .auth_token import read_token
-    from .storage import Storage
-
-    token = settings.auth.token or read_token(Storage(settings.data_dir).token_path)
+    token = _admin_token(settings)
     if not token:
         return None
     try:
@@ -261,6 +258,13 @@ async def _server_request(settings: Settings, method: str, path: str, body: dict
                 return (response.status, answer) if isinstance(answer, dict) else None
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
+
+
+def _admin_token(settings: Settings) -> str | None:
+    from .auth_token import read_token
+    from .storage import Storage
+
+    return settings.auth.token or read_token(Storage(settings.data_dir).token_path)
 
 
 async def reprocess_command(settings: Settings, variants: list[str] | None, album_id: int | None,
@@ -311,11 +315,9 @@ def _queue_outputs_in_database(db, max_attempts: int):
 
 async def import_command(settings: Settings, args: argparse.Namespace) -> int:
     """Through the running server when there is one (found as retry-failed finds it), else into the data directory."""
-    from .auth_token import read_token
     from .import_targets import StopImport, UsageError
     from .importer import ImportOptions, run_import
     from .models import clean_album_name
-    from .storage import Storage
 
     try:
         name = clean_album_name(args.album) if args.album is not None else None
@@ -329,8 +331,7 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> int:
                             recheck=args.recheck, quiet=args.quiet, verbose=args.verbose, batch_files=args.batch_files)
     server = None
     if await _ask_running_server(settings, "GET", "/api/albums") is not None:
-        token = settings.auth.token or read_token(Storage(settings.data_dir).token_path)
-        server = (base_url(settings), token)
+        server = (base_url(settings), _admin_token(settings))
     try:
         return await run_import(settings, options, server)
     except UsageError as exc:

@@ -859,13 +859,13 @@ class Database:
         requeued = []
         async with self.transaction() as tx:
             for photo_id, kind, names in parts:
-                if not await self._scalar(tx, "SELECT EXISTS(SELECT 1 FROM photos WHERE id = ?)", (photo_id,)):
-                    continue
                 await tx.executemany(
                     "DELETE FROM outputs WHERE photo_id = ? AND name = ?", [(photo_id, n) for n in names]
                 )
-                await self._queue_outputs_of_part(tx, photo_id, kind, names, now, max_attempts, requeue_failed=True)
-                requeued.append((photo_id, kind))
+                outcome, _, _ = await self._queue_outputs_of_part(
+                    tx, photo_id, kind, names, now, max_attempts, requeue_failed=True)
+                if outcome != "gone":
+                    requeued.append((photo_id, kind))
         return requeued
 
     async def doctor_fail_missing_originals(
@@ -945,10 +945,11 @@ def _claim_jobs(conn: sqlite3.Connection, now: float, lease_until: float, limit:
     for job in jobs:
         row = conn.execute(
             f"""UPDATE photos SET {KIND_COLUMN[job.kind]} = 'processing' WHERE id = ?
-                RETURNING {PHOTO_STATE_COLUMNS}, sha256, format""",
+                RETURNING {PHOTO_STATE_COLUMNS}, sha256, format, width, height""",
             (job.photo_id,),
         ).fetchone()
-        claimed.append(ClaimedJob(job=job, album_id=row["album_id"], sha256=row["sha256"], format=row["format"]))
+        claimed.append(ClaimedJob(job=job, album_id=row["album_id"], sha256=row["sha256"], format=row["format"],
+                                  width=row["width"], height=row["height"]))
         states.append(_photo_state(row))
     conn.executemany(
         "INSERT INTO job_attempts (photo_id, job_id, kind, attempt, started_at) VALUES (?, ?, ?, ?, ?)",

@@ -53,7 +53,7 @@ class Doctor:
         self.storage = storage
         self.report = Report(repair)
         self.now = time.time() if now is None else now
-        self.outputs = {str(kind): settings.outputs_for(str(kind)) for kind in JobKind}
+        self.outputs = {str(kind): {o.name: o for o in settings.outputs_for(str(kind))} for kind in JobKind}
         self.young_temp_files = 0
 
     def _old(self, entry: os.DirEntry) -> bool:
@@ -106,7 +106,7 @@ class Doctor:
             await self._handle_missing_outputs(missing_outputs)
 
     def _missing_outputs(self, photo: dict, kind: JobKind) -> list[str]:
-        configured = {o.name: o for o in self.outputs[str(kind)]}
+        configured = self.outputs[str(kind)]
         recorded = [name for name in photo["outputs"] if name in configured]
         expected = recorded or (list(configured) if photo[f"{kind}_status"] == Status.COMPLETE else [])
         # A file is looked for in the format it was written in: after a format change in the configuration the old
@@ -138,8 +138,8 @@ class Doctor:
             requeued = set(await self.db.doctor_requeue_missing_outputs(
                 missing, time.time(), self.settings.queue.max_attempts))
         for photo_id, kind, names in missing:
-            files = ", ".join(self.storage.variant_path(photo_id, n, o.format).name
-                              for n in names for o in self.outputs[str(kind)] if o.name == n)
+            files = ", ".join(self.storage.variant_path(photo_id, n, self.outputs[str(kind)][n].format).name
+                              for n in names)
             fixed = (photo_id, kind) in requeued
             self.report.problem(
                 f"missing output: photo {photo_id} {kind} ({files})",

@@ -53,9 +53,8 @@ EXTENSIONS: dict[str, str] = {
     "heic": ".heic",
     "avif": ".avif",
 }
-SNIFF_BYTES: int = 32
-# What probe and render read to sniff: enough for the longer brand lists of HEIF/AVIF files.
-_SNIFF_FILE_BYTES = 128
+# What sniff() is given, at upload as in probe and render: enough for the long brand lists of HEIF/AVIF files.
+SNIFF_BYTES: int = 128
 
 OUTPUT_FORMATS = ("webp", "jpeg", "png", "avif")
 # AVIF encoder speed, 0 (slowest, smallest) to 10: speed 8 encodes about 10x faster than libavif's default 6 for
@@ -207,7 +206,7 @@ def _sniff_ftyp(head: bytes) -> str | None:
 
 
 def _sniff_file(fp: BinaryIO) -> str:
-    fmt = sniff(fp.read(_SNIFF_FILE_BYTES))
+    fmt = sniff(fp.read(SNIFF_BYTES))
     if fmt is None:
         raise _unsupported()
     fp.seek(0)
@@ -710,10 +709,7 @@ def _decode_largest(
 
 
 def _plan_outputs(source: tuple[int, int], specs: Sequence[OutputSpec]) -> list[_Planned]:
-    planned = [
-        _Planned(index, spec, _fit_within(source, (spec.width, spec.height)))
-        for index, spec in enumerate(specs)
-    ]
+    planned = [_Planned(index, spec, output_size(source, spec)) for index, spec in enumerate(specs)]
     return sorted(planned, key=lambda p: p.size[0] * p.size[1], reverse=True)
 
 
@@ -760,7 +756,7 @@ def estimated_peak_bytes(width: int, height: int, fmt: str, specs: Sequence[Outp
     """
     if not specs or width <= 0 or height <= 0:
         return 0
-    sizes = sorted((output_size((width, height), spec) for spec in specs), key=lambda s: s[0] * s[1], reverse=True)
+    sizes = [planned.size for planned in _plan_outputs((width, height), specs)]  # largest first
     target_w, target_h = sizes[0]
     decoded_w, decoded_h = width, height
     if fmt == "jpeg" and width >= 2 * target_w and height >= 2 * target_h:

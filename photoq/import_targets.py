@@ -7,7 +7,6 @@ on cannot help (a full disk, a deleted album, a server that went away).
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ from .db import Database
 from .errors import InsufficientStorage, NotFound
 from .events import Broadcaster
 from .import_progress import Counts, Progress
-from .ingest import display_filename
+from .ingest import Ingest, display_filename
 from .queue import JobQueue
-from .storage import Storage
+from .storage import Storage, out_of_disk
 
 CHUNK_BYTES = 1024 * 1024
 CONNECTION_RETRIES = 5  # consecutive failed requests before the import stops
@@ -272,8 +271,6 @@ class DirectTarget:
     next_step = "the new photos are processed when `photoq serve` next starts on this data directory"
 
     def __init__(self, settings: Settings, storage: Storage, db: Database, counts: Counts):
-        from .ingest import Ingest
-
         self.description = f"straight into {storage.root} (no photoq server answered)"
         self.settings = settings
         self.storage = storage
@@ -285,9 +282,6 @@ class DirectTarget:
     @staticmethod
     async def _no_stats(album_id) -> dict:
         return {}  # nobody subscribes to this process's events
-
-    async def close(self) -> None:
-        pass
 
     async def albums(self) -> list[tuple[int, str]]:
         return [(a.id, a.name) for a in await self.db.list_albums()]
@@ -328,7 +322,7 @@ class DirectTarget:
             except SourceUnreadable as exc:
                 return unreadable(exc.error)
             except LocalCopyError as exc:
-                if exc.error.errno in (errno.ENOSPC, errno.EDQUOT):
+                if out_of_disk(exc.error):
                     raise StopImport(f"the disk of {self.storage.root} is full") from None
                 raise StopImport(f"cannot write in {self.storage.tmp}: {exc.error}") from None
             try:

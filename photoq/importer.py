@@ -26,7 +26,6 @@ from .storage import Storage
 
 BATCH_FILES = 16
 BATCH_BYTES = 64 * 1024 * 1024
-SNIFF_READ_BYTES = 512  # more than imaging.SNIFF_BYTES: a HEIF/AVIF file's brand list can run past it
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def plan(candidates: list[Candidate], journal: Journal | None, counts: Counts, s
             continue
         try:
             with open(c.path, "rb") as f:
-                head = f.read(SNIFF_READ_BYTES)
+                head = f.read(imaging.SNIFF_BYTES)
         except OSError as exc:
             counts.unreadable += 1
             say(f"unreadable: {c.relpath}: {exc.strerror or exc}", problem=True)

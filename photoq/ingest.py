@@ -8,7 +8,6 @@ Request-level failures (too many files, a full disk, a broken body) store nothin
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import time
@@ -33,7 +32,7 @@ from .errors import (
 )
 from .models import NewPhoto
 from .queue import JobQueue
-from .storage import Storage
+from .storage import Storage, out_of_disk
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +176,7 @@ class RequestBody:
                         next_disk_check += DISK_CHECK_EVERY_BYTES
                         self.check_disk(0)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if out_of_disk(exc):
                 raise disk_full() from None
             raise
         if size == 0:
@@ -304,7 +303,7 @@ class Ingest:
                 try:
                     await self.storage.store_original(item.temp, relpaths[index])
                 except OSError as exc:
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    if out_of_disk(exc):
                         raise disk_full() from None
                     raise
             photos = [self._new_photo(entries[i]["filename"], item) for i, item in unique.items()]

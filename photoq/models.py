@@ -132,6 +132,8 @@ class ClaimedJob:
     album_id: int
     sha256: str
     format: str
+    width: int  # the photo's displayed size, for the memory estimate
+    height: int
 
 
 @dataclass(frozen=True)

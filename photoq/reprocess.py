@@ -85,6 +85,7 @@ class Reprocessor:
         self.storage = storage
         self.submit = submit
         self.specs = {str(kind): output_specs(settings.outputs_for(str(kind)), settings) for kind in JobKind}
+        self.fingerprints = settings_fingerprints(settings)
 
     async def run(self, variants: Sequence[str] | None = None, album_id: int | None = None,
                   everything: bool = False, dry_run: bool = False) -> ReprocessResult:
@@ -117,7 +118,7 @@ class Reprocessor:
         if row is None:
             return False
         if row["spec"] is not None:
-            return row["spec"] == imaging.spec_fingerprint(spec) and \
+            return row["spec"] == self.fingerprints[spec.name] and \
                 self.storage.variant_path(photo["id"], spec.name, row["format"]).is_file()
         # Recorded before outputs remembered their settings: compare what can be seen.
         size = imaging.output_size((photo["width"], photo["height"]), spec)

@@ -14,8 +14,10 @@ Nothing on disk is ever named by a client. Every write lands under a temporary n
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +25,13 @@ from typing import Iterable
 from . import imaging
 
 PARTIAL_OUTPUT_SUFFIX = ".tmp"
+
+
+def out_of_disk(exc: BaseException) -> bool:
+    """The disk (or the user's quota) is full: a file, or the database, could not grow."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 class Storage:

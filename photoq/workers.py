@@ -19,7 +19,7 @@ from typing import Sequence
 from . import imaging
 from .config import Output, Settings
 from .memory_budget import MIB, MemoryBudget
-from .models import ClaimedJob, Job, JobKind, NextJob, OutputFile
+from .models import ClaimedJob, Job, JobKind, OutputFile
 from .queue import JobQueue
 from .storage import Storage
 
@@ -125,6 +125,7 @@ class WorkerPool:
         self.size = settings.processing.workers
         self._processes = [ImageProcess(settings) for _ in range(self.size)]
         self._specs = {kind: output_specs(settings.outputs_for(kind), settings) for kind in ("thumbnail", "variant")}
+        self._fingerprints = {spec.name: imaging.spec_fingerprint(spec) for specs in self._specs.values() for spec in specs}
         self._tasks: list[asyncio.Task] = []
         self._running: dict[int, Job] = {}  # job id -> the leased job, for lease renewal
         self._job_tasks: set[asyncio.Task] = set()
@@ -203,29 +204,27 @@ class WorkerPool:
         The worker that found a job too big for now holds the claim lock while it waits, so no other job starts
         meanwhile and the big one is not overtaken (strict queue order). The waiting job is not claimed: it stays
         pending, with no lease to keep and no attempt used, and shutdown simply leaves it in the queue.
+
+        Without a budget nothing waits: the plain claim, with no look ahead and no claim lock.
         """
+        if self.memory.limit_bytes is None:
+            [claimed] = await self.queue.claim(1) or [None]
+            if claimed is None:
+                return None, 0
+            return await self._admit(claimed, self._estimated_memory(
+                claimed.job.kind, claimed.width, claimed.height, claimed.format))
         async with self._claim_lock:
             waited = False
             while not self._stopping:
                 upcoming = await self.queue.next_runnable()
                 if upcoming is None:
                     return None, 0
-                need = self._estimated_memory(upcoming)
+                need = self._estimated_memory(upcoming.kind, upcoming.width, upcoming.height, upcoming.format)
                 if self.memory.fits(need):
-                    self.memory.reserve(need)
-                    claimed = None
-                    try:
-                        claimed = await self.queue.claim_job(upcoming.id)
-                        if claimed is not None and self._stopping:  # stop() came while the claim was written
-                            job, claimed = claimed.job, None
-                            await self.queue.release(job)
-                    finally:
-                        if claimed is None:  # taken, deleted or held back meanwhile, stopping, or an error
-                            self.memory.release(need)
-                        self._memory_changed()
-                    if claimed is not None:
-                        return claimed, need
-                    continue
+                    claimed = await self.queue.claim_job(upcoming.id)
+                    if claimed is None:  # taken, deleted or held back meanwhile
+                        continue
+                    return await self._admit(claimed, need)
                 if not waited:
                     waited = True
                     self.memory.waits += 1
@@ -236,10 +235,18 @@ class WorkerPool:
                 await self._wait_for_memory_or_work()
             return None, 0
 
-    def _estimated_memory(self, upcoming: NextJob) -> int:
+    async def _admit(self, claimed: ClaimedJob, need: int) -> tuple[ClaimedJob | None, int]:
+        """Reserve `need` bytes for a claimed job, or give it back when stop() came while the claim was written."""
+        if self._stopping:
+            await self.queue.release(claimed.job)
+            return None, 0
+        self.memory.reserve(need)
+        self._memory_changed()
+        return claimed, need
+
+    def _estimated_memory(self, kind: JobKind, width: int, height: int, fmt: str) -> int:
         # Every output of the kind, even when the job renders only some: never less than it needs.
-        return imaging.estimated_peak_bytes(upcoming.width, upcoming.height, upcoming.format,
-                                            self._specs[str(upcoming.kind)])
+        return imaging.estimated_peak_bytes(width, height, fmt, self._specs[str(kind)])
 
     async def _wait_for_memory_or_work(self) -> None:
         """Until a running job frees memory, the queue changes (a new first job, pause, shutdown) or a few seconds
@@ -316,7 +323,7 @@ class WorkerPool:
             log.exception("job %d failed unexpectedly", job.id)
             return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
         outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes, r.placeholder, format=spec.format,
-                              spec=imaging.spec_fingerprint(spec)) for r, spec in zip(results, specs)]
+                              spec=self._fingerprints[spec.name]) for r, spec in zip(results, specs)]
         if await self.queue.complete(job, outputs) is None:
             # The photo was deleted (or the job reclaimed) while it ran: what we wrote belongs to nobody.
             if await self.queue.db.get_photo(job.photo_id) is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import os
@@ -127,6 +128,19 @@ class SseReader:
             fields[name] = value[1:] if value.startswith(" ") else value
 
 
+async def until(predicate, timeout: float = 60, what: str = "condition") -> None:
+    """Wait for an outcome that has no event to wait on: `predicate()` returns a bool, or an awaitable of one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = predicate()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
 async def wait_for_photos(client, photo_ids, statuses=("complete",), timeout: float = 120, album_id=None) -> dict:
     """Follow /api/events until every photo is in one of `statuses`; returns id -> last photo event.
 
@@ -212,9 +226,14 @@ class ServerProcess:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(10)
+        stop_process_group(self.process)
+
+
+def stop_process_group(process: subprocess.Popen | None) -> None:
+    """SIGKILL a server started with start_new_session, with its image processes, if it still runs (test cleanup)."""
+    if process is not None and process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(10)

@@ -115,14 +115,20 @@ def test_doctor_without_a_database_says_so(tmp_path):
     assert result.returncode == 1 and "no database" in result.stderr
 
 
-async def test_finished_jobs_are_pruned_and_their_photo_and_history_stay(start_client):
-    client = await start_client(queue={"keep_done_days": 30})
+async def processed_photo(client, seed: int) -> int:
+    """A new album with one photo, processed (its two jobs complete); the photo's id."""
     async with client.post("/api/albums", json={"name": "P"}, headers=AUTH) as r:
         album_id = (await r.json())["id"]
     async with client.post(f"/api/albums/{album_id}/photos", headers=AUTH,
-                           data=multipart(("a.jpg", jpeg(seed=300)))) as r:
+                           data=multipart(("a.jpg", jpeg(seed=seed)))) as r:
         photo_id = (await r.json())["photos"][0]["id"]
     await wait_for_photos(client, [photo_id])
+    return photo_id
+
+
+async def test_finished_jobs_are_pruned_and_their_photo_and_history_stay(start_client):
+    client = await start_client(queue={"keep_done_days": 30})
+    photo_id = await processed_photo(client, seed=300)
     db: Database = client.app[DB]
     assert (await db.job_counts())["complete"] == 2
 
@@ -141,12 +147,7 @@ async def test_finished_jobs_are_pruned_and_their_photo_and_history_stay(start_c
 async def test_pruning_follows_keep_done_days(start_client):
     client = await start_client(queue={"keep_done_days": 0})
     queue = client.app[QUEUE]
-    async with client.post("/api/albums", json={"name": "P"}, headers=AUTH) as r:
-        album_id = (await r.json())["id"]
-    async with client.post(f"/api/albums/{album_id}/photos", headers=AUTH,
-                           data=multipart(("a.jpg", jpeg(seed=301)))) as r:
-        photo_id = (await r.json())["photos"][0]["id"]
-    await wait_for_photos(client, [photo_id])
+    await processed_photo(client, seed=301)
     queue.clock = lambda: time.time() + 10 * 365 * 86400
     assert await queue.prune_finished_jobs() == 0, "0 keeps finished jobs forever"
     queue.settings = type(queue.settings)(keep_done_days=1)

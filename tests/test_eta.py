@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 
 import pytest
 
@@ -13,7 +11,7 @@ from photoq.eta import ThroughputMeter, rounded_eta
 from photoq.web.keys import DB, QUEUE, WORKERS
 from photoq.web.ui import human_eta
 
-from .support import AUTH, SseReader, jpeg, multipart, wait_for_photos
+from .support import AUTH, SseReader, jpeg, multipart, until, wait_for_photos
 
 
 class Clock:
@@ -253,13 +251,6 @@ async def next_stats(reader, predicate):
         event = await reader.next()
         if event.name == "stats" and predicate(event.data):
             return event.data
-
-
-async def until(predicate, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.02)
 
 
 def test_the_pages_say_it_in_rounded_words():

@@ -21,7 +21,7 @@ from PIL import Image
 from photoq.web.keys import STORAGE, WORKERS
 
 from . import hostile as h
-from .support import AUTH, SseReader, jpeg, multipart, photo_like, wait_for_photos
+from .support import AUTH, SseReader, jpeg, multipart, photo_like, until, wait_for_photos
 
 FINISHED = ("complete", "failed")
 
@@ -82,13 +82,6 @@ async def wait_for_status(client, photo_id: int, column: str, value: str, timeou
                 return
 
 
-async def wait_until(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 def process_gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -109,7 +102,7 @@ async def test_a_killed_image_process_costs_one_attempt_and_nothing_else(start_c
         assert status == 202
         photo_id = body["photos"][0]["id"]
         await wait_for_status(client, photo_id, "variant_status", "processing")
-        await wait_until(lambda: pool.child_pids(), what="the image process")
+        await until(lambda: pool.child_pids(), what="the image process")
         [pid] = pool.child_pids()
         os.kill(pid, signal.SIGKILL)
         async with client.get("/healthz") as r:  # the server itself never noticed
@@ -132,7 +125,7 @@ async def test_a_killed_image_process_costs_one_attempt_and_nothing_else(start_c
     # A child killed while idle costs nothing at all: the next job gets a fresh process.
     [pid] = pool.child_pids()
     os.kill(pid, signal.SIGKILL)
-    await wait_until(lambda: process_gone(pid), what="the killed process to exit")
+    await until(lambda: process_gone(pid), what="the killed process to exit")
     status, body = await upload(client, album, ("next.jpg", jpeg(seed=77)))
     next_id = body["photos"][0]["id"]
     await wait_for_photos(client, [next_id])
@@ -169,7 +162,7 @@ async def test_decode_failures_end_failed_with_a_readable_message_and_spare_the_
             info = await photo(client, photo_id)
             return info["thumbnail_status"] in FINISHED and info["variant_status"] in FINISHED
 
-        await wait_until(both_jobs_done, what="both jobs to end")
+        await until(both_jobs_done, what="both jobs to end")
         info = await photo(client, ids[name])
         assert info["processing_status"] == "failed", info
         assert info["error"].startswith("The image data is damaged or cut off, so it cannot be decoded."), info
@@ -206,7 +199,7 @@ async def test_a_worker_outlives_a_failure_to_record_a_result(start_client, capl
                              check_same_thread=False)
     await asyncio.to_thread(locker.execute, "BEGIN IMMEDIATE")
     try:
-        await wait_until(lambda: any("could not record the outcome" in r.getMessage() for r in caplog.records),
+        await until(lambda: any("could not record the outcome" in r.getMessage() for r in caplog.records),
                          timeout=60, what="the worker to give up on recording its result")
     finally:
         locker.execute("ROLLBACK")
@@ -363,12 +356,12 @@ async def test_a_full_disk_while_writing_outputs_costs_an_attempt_and_opens_the_
         async with client.get("/api/admin/queue", headers=AUTH) as r:
             return (await r.json())["circuit_breaker"]["state"] == "open"
 
-    await wait_until(breaker_open, timeout=30, what="the circuit breaker to open")
+    await until(breaker_open, timeout=30, what="the circuit breaker to open")
 
     async def attempts_recorded():
         return all(a["outcome"] for a in await history(client, photo_id))
 
-    await wait_until(attempts_recorded, what="the failed attempts to be recorded")
+    await until(attempts_recorded, what="the failed attempts to be recorded")
     attempts = await history(client, photo_id)
     assert all(a["outcome"] == "retry" and a["error"] == "Storage error: No space left on device." for a in attempts)
     assert len(attempts) == 2, "the breaker stopped further attempts"

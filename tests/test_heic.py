@@ -20,9 +20,20 @@ from photoq import imaging
 from photoq.web.keys import STORAGE
 
 from .support import AUTH, REPO_ROOT, heic, jpeg, multipart, wait_for_photos
-from .test_imaging import DISPLAY_P3_COLORANTS, rgb_profile, worker_globals  # noqa: F401 (a fixture)
+from .test_imaging import (  # noqa: F401 (worker_globals is a fixture)
+    BLUE,
+    DISPLAY_P3_COLORANTS,
+    GREEN,
+    RED,
+    YELLOW,
+    orientation_exif,
+    quadrant_colours,
+    quadrants,
+    rgb_profile,
+    worker_globals,
+    write,
+)
 
-RED, GREEN, BLUE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
 UPRIGHT = [RED, GREEN, BLUE, YELLOW]  # top-left, top-right, bottom-left, bottom-right
 MAX_PIXELS = 50_000_000
 
@@ -30,39 +41,15 @@ MAX_PIXELS = 50_000_000
 # --------------------------------------------------------------------------- helpers
 
 
-def quadrants(width: int, height: int) -> Image.Image:
-    image = Image.new("RGB", (width, height))
-    half_w, half_h = width // 2, height // 2
-    for box, colour in zip([(0, 0, half_w, half_h), (half_w, 0, width, half_h), (0, half_h, half_w, height),
-                            (half_w, half_h, width, height)], UPRIGHT):
-        image.paste(colour, box)
-    return image
-
-
-def quadrant_colours(image: Image.Image) -> list[tuple[int, ...]]:
-    image = image.convert("RGB")
-    w, h = image.size
-    return [image.getpixel(p) for p in [(w // 4, h // 4), (3 * w // 4, h // 4), (w // 4, 3 * h // 4),
-                                         (3 * w // 4, 3 * h // 4)]]
-
-
 def looks_like(actual, expected, tolerance: int = 40) -> bool:
     return all(abs(a - e) <= tolerance for colour, want in zip(actual, expected) for a, e in zip(colour, want))
 
 
-def orientation_exif(orientation: int, **details) -> Image.Exif:
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = orientation
-    for tag, value in details.items():
-        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base[tag]] = value
-    return exif
-
-
-def sideways_heic(width: int = 320, height: int = 480, **details) -> bytes:
+def sideways_heic(width: int = 320, height: int = 480) -> bytes:
     """What an iPhone held upright writes: the pixels stored turned a quarter anticlockwise, an irot transform that
     turns them back, and an EXIF Orientation 6 saying the same again. Upright it shows UPRIGHT's quadrants."""
-    stored = quadrants(width, height).transpose(Image.Transpose.ROTATE_90)
-    data = heic(stored, exif=orientation_exif(6, **details), quality=90)
+    stored = quadrants((width, height)).transpose(Image.Transpose.ROTATE_90)
+    data = heic(stored, exif=orientation_exif(6), quality=90)
     assert b"\x00\x00\x00\x09irot\x03" in data  # a real irot box: 3 quarter turns anticlockwise
     primary = pillow_heif.open_heif(io.BytesIO(data))
     exif = Image.Exif()
@@ -73,7 +60,7 @@ def sideways_heic(width: int = 320, height: int = 480, **details) -> bytes:
 
 def sideways_avif(width: int = 320, height: int = 480) -> bytes:
     """The same for AVIF: Pillow's encoder turns the EXIF orientation into an irot transform."""
-    stored = quadrants(width, height).transpose(Image.Transpose.ROTATE_90)
+    stored = quadrants((width, height)).transpose(Image.Transpose.ROTATE_90)
     buffer = io.BytesIO()
     stored.save(buffer, "AVIF", quality=90, exif=orientation_exif(6).tobytes())
     assert b"irot\x03" in buffer.getvalue()
@@ -84,12 +71,6 @@ def patch_ispe(data: bytes, width: int, height: int) -> bytes:
     """The same file with the primary image's declared size (its ispe property) replaced."""
     at = data.index(b"ispe") + 8  # after the type and the version/flags word
     return data[:at] + struct.pack(">II", width, height) + data[at + 8:]
-
-
-def write(tmp_path, name: str, data: bytes) -> str:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return str(path)
 
 
 def render_one(tmp_path, source: str, spec: imaging.OutputSpec) -> Image.Image:
@@ -112,6 +93,19 @@ def camera_exif() -> Image.Exif:
     details[ExifTags.Base.FocalLength] = TiffImagePlugin.IFDRational(6765, 1000)
     details[ExifTags.Base.LensModel] = "iPhone 15 Pro back triple camera 6.765mm f/1.78"
     return exif
+
+
+def jpeg_with(exif: Image.Exif) -> bytes:
+    buffer = io.BytesIO()
+    quadrants((64, 48)).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def with_zeroed_image_data(data: bytes) -> bytes:
+    """The same file with everything after the mdat box's type zeroed: an intact header over data that does not
+    decode."""
+    start = data.index(b"mdat") + 4
+    return data[:start] + bytes(len(data) - start)
 
 
 # --------------------------------------------------------------------------- sniff
@@ -167,9 +161,7 @@ def test_probe_rotated_heic_reports_the_displayed_size_and_keeps_the_exif_tag(tm
 def test_probe_heic_exif_is_kept_exactly_as_for_a_jpeg(tmp_path):
     exif = camera_exif()
     from_heic = imaging.probe(write(tmp_path, "a.heic", heic(width=64, height=48, exif=exif)), MAX_PIXELS)
-    buffer = io.BytesIO()
-    quadrants(64, 48).save(buffer, "JPEG", exif=exif.tobytes())
-    from_jpeg = imaging.probe(write(tmp_path, "a.jpg", buffer.getvalue()), MAX_PIXELS)
+    from_jpeg = imaging.probe(write(tmp_path, "a.jpg", jpeg_with(exif)), MAX_PIXELS)
     assert from_heic.exif == from_jpeg.exif
     assert from_heic.exif["model"] == "iPhone 15 Pro" and from_heic.exif["iso"] == 64
     assert from_heic.taken_at == from_jpeg.taken_at == "2024-07-14T16:30:05Z"
@@ -188,7 +180,7 @@ def test_probe_multi_image_heic_describes_the_primary_image(tmp_path):
 
 
 def test_grid_heic_like_an_iphones_is_probed_and_rendered(tmp_path):
-    data = heic(quadrants(1000, 700), quality=90, tile_size=256)  # iPhones write 512 px tiles
+    data = heic(quadrants((1000, 700)), quality=90, tile_size=256)  # iPhones write 512 px tiles
     assert b"grid" in data
     source = write(tmp_path, "grid.heic", data)
     result = imaging.probe(source, MAX_PIXELS)
@@ -198,7 +190,7 @@ def test_grid_heic_like_an_iphones_is_probed_and_rendered(tmp_path):
 
 
 def test_probe_refuses_a_grid_whose_tiles_dwarf_the_image(tmp_path):
-    data = heic(quadrants(1000, 700), quality=50, tile_size=256)  # 12 tiles of 256 x 256: 786,432 pixels
+    data = heic(quadrants((1000, 700)), quality=50, tile_size=256)  # 12 tiles of 256 x 256: 786,432 pixels
     grid_size = struct.pack(">II", 1000, 700)
     assert data.count(grid_size) == 1
     small_grid = data.replace(grid_size, struct.pack(">II", 100, 100))  # the grid now claims 10,000 pixels
@@ -275,7 +267,7 @@ def test_damaged_heic_headers_only_raise_image_errors(tmp_path, data):
 
 @cache
 def _fuzz_seed() -> bytes:
-    return heic(quadrants(600, 400), quality=30, tile_size=256, exif=camera_exif())
+    return heic(quadrants((600, 400)), quality=30, tile_size=256, exif=camera_exif())
 
 
 # --------------------------------------------------------------------------- render
@@ -289,7 +281,7 @@ def test_render_rotated_heic_turns_it_once(tmp_path):
 
 
 def test_render_heic_without_rotation_keeps_it(tmp_path):
-    source = write(tmp_path, "a.heic", heic(quadrants(300, 200), quality=90))
+    source = write(tmp_path, "a.heic", heic(quadrants((300, 200)), quality=90))
     image = render_one(tmp_path, source, imaging.OutputSpec("o", 150, 150, "png"))
     assert image.size == (150, 100)
     assert looks_like(quadrant_colours(image), UPRIGHT)
@@ -297,7 +289,8 @@ def test_render_heic_without_rotation_keeps_it(tmp_path):
 
 def test_render_rotated_avif_turns_it_once(tmp_path):
     source = write(tmp_path, "r.avif", sideways_avif(320, 480))
-    assert (imaging.probe(source, MAX_PIXELS).width, imaging.probe(source, MAX_PIXELS).height) == (320, 480)
+    result = imaging.probe(source, MAX_PIXELS)
+    assert (result.width, result.height) == (320, 480)
     image = render_one(tmp_path, source, imaging.OutputSpec("o", 160, 240, "png"))
     assert image.size == (160, 240)
     assert looks_like(quadrant_colours(image), UPRIGHT)
@@ -325,9 +318,7 @@ def test_render_heic_outputs_carry_no_metadata(tmp_path):
 
 
 def test_render_heic_with_damaged_image_data_is_corrupt(tmp_path):
-    data = heic(width=256, height=192)
-    start = data.index(b"mdat") + 4
-    source = write(tmp_path, "zero.heic", data[:start] + bytes(len(data) - start))
+    source = write(tmp_path, "zero.heic", with_zeroed_image_data(heic(width=256, height=192)))
     imaging.probe(source, MAX_PIXELS)  # the header is intact
     with pytest.raises(imaging.CorruptImage, match="damaged"):
         imaging.render(source, [imaging.OutputSpec("o", 64, 64)], str(tmp_path / "out"))
@@ -408,7 +399,7 @@ async def test_rotated_photo_uploads_and_every_output_is_upright(client, album, 
 
 async def test_heic_exif_reaches_the_photo_like_a_jpegs(client, album):
     status, body = await upload(client, album, ("a.heic", heic(width=64, height=48, exif=camera_exif())),
-                                ("a.jpg", _jpeg_with(camera_exif())))
+                                ("a.jpg", jpeg_with(camera_exif())))
     assert status == 202
     photos = []
     for entry in body["photos"]:
@@ -418,12 +409,6 @@ async def test_heic_exif_reaches_the_photo_like_a_jpegs(client, album):
     assert from_heic["taken_at"] == from_jpeg["taken_at"] == "2024-07-14T16:30:05Z"
     assert from_heic["exif"] == from_jpeg["exif"]
     assert from_heic["exif"]["make"] == "Apple"
-
-
-def _jpeg_with(exif: Image.Exif) -> bytes:
-    buffer = io.BytesIO()
-    quadrants(64, 48).save(buffer, "JPEG", exif=exif.tobytes())
-    return buffer.getvalue()
 
 
 async def test_truncated_heic_is_refused_at_upload_and_nothing_is_kept(client, album):
@@ -450,9 +435,7 @@ async def test_heic_bomb_is_refused_with_413_from_its_header(client, album):
 async def test_heic_with_damaged_image_data_fails_with_a_readable_message(start_client):
     client = await start_client(queue={"max_attempts": 1})
     album = await new_album(client)
-    data = heic(width=256, height=192)
-    start = data.index(b"mdat") + 4
-    status, body = await upload(client, album, ("zero.heic", data[:start] + bytes(len(data) - start)))
+    status, body = await upload(client, album, ("zero.heic", with_zeroed_image_data(heic(width=256, height=192))))
     assert status == 202
     photo_id = body["photos"][0]["id"]
     latest = await wait_for_photos(client, [photo_id], statuses=("failed",))
@@ -463,7 +446,7 @@ async def test_heic_with_damaged_image_data_fails_with_a_readable_message(start_
 
 async def test_multi_image_heic_uses_the_primary_image(client, album):
     two = pillow_heif.from_pillow(Image.new("RGB", (64, 48), RED))
-    two.add_from_pillow(quadrants(40, 80))
+    two.add_from_pillow(quadrants((40, 80)))
     buffer = io.BytesIO()
     two.save(buffer, primary_index=1, quality=90)
     status, body = await upload(client, album, ("burst.heic", buffer.getvalue()))

@@ -3,12 +3,10 @@ half-stored stays behind, and the server keeps serving. Plus bounded fuzzing of 
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import random
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,7 +19,7 @@ from photoq.web.keys import STORAGE
 
 from . import hostile as h
 from .hostile import Part, multipart_body, multipart_type, raw_http, request_head
-from .support import AUTH, TEST_TOKEN, jpeg, photo_like, wait_for_photos
+from .support import AUTH, TEST_TOKEN, jpeg, photo_like, until, wait_for_photos
 
 MAX_FILE_BYTES = 1_000_000
 MAX_FILES = 8
@@ -289,13 +287,6 @@ def database_rows(ctx: Ctx, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
-async def wait_until(predicate, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 def stored_originals(ctx: Ctx) -> list:
     return [p for p in ctx.client.app[STORAGE].originals.rglob("*") if p.is_file()]
 
@@ -323,7 +314,7 @@ async def test_hostile_request_gets_the_contracts_answer_and_leaves_nothing_behi
 
     storage = ctx.client.app[STORAGE]
     # A hung-up request is cleaned up by its handler after the connection drops: wait for that outcome.
-    await wait_until(lambda: not any(storage.tmp.iterdir()), what="the temp dir to empty")
+    await until(lambda: not any(storage.tmp.iterdir()), what="the temp dir to empty")
     rows = database_rows(ctx, "SELECT sha256 FROM photos")
     assert len(rows) == case.accepted, "a rejected file left a row"
     assert database_rows(ctx, "SELECT * FROM staged_files") == []
@@ -444,7 +435,7 @@ async def test_fuzzed_multipart_uploads_get_a_contract_answer_and_leave_nothing_
     if outcome.status >= 400 and "photos" not in outcome.body:
         assert set(outcome.body) == {"error", "message"}
     storage = ctx.client.app[STORAGE]
-    await wait_until(lambda: not any(storage.tmp.iterdir()), what="the temp dir to empty")
+    await until(lambda: not any(storage.tmp.iterdir()), what="the temp dir to empty")
     assert database_rows(ctx, "SELECT * FROM staged_files") == []
     shas = {r[0] for r in database_rows(ctx, "SELECT sha256 FROM photos")}
     assert {p.name.split(".")[0] for p in stored_originals(ctx)} == shas

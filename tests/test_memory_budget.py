@@ -3,12 +3,10 @@ whole budget runs alone, and a job waiting for memory is still in the queue (no 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,7 +17,7 @@ from photoq.models import Status
 from photoq.web.keys import DB, QUEUE, WORKERS
 from photoq.workers import output_specs
 
-from .support import AUTH, heic, image_bytes, jpeg, multipart, wait_for_photos
+from .support import AUTH, heic, image_bytes, jpeg, multipart, until, wait_for_photos
 
 BIG = (3000, 2000)
 
@@ -55,13 +53,6 @@ async def attempts(client, photo_ids, kind=None) -> list[dict]:
 
 def overlap(a: dict, b: dict) -> bool:
     return a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
-
-
-async def until(predicate, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 # -- the estimate and the budget's rule ----------------------------------------------------------------------------

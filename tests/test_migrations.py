@@ -22,19 +22,26 @@ def version_2_schema() -> str:
     return sql
 
 
-async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
-    path = tmp_path / "photoq.db"
+def old_database(path, schema: str, version: int, *inserts: str) -> None:
+    """A database as an older photoq left it: that version's schema and user_version, album 1 and `inserts`."""
     conn = sqlite3.connect(path)
-    conn.executescript(version_1_schema())
+    conn.executescript(schema)
     conn.execute("INSERT INTO albums (id, name, created_at) VALUES (1, 'Old', 1.0)")
-    conn.execute(
-        """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
-                               thumbnail_status, variant_status, created_at)
-           VALUES (7, 1, 'old.jpg', 'ab', 10, 4, 3, 'jpeg', 'image/jpeg', 'complete', 'complete', 2.0)"""
-    )
-    conn.execute("PRAGMA user_version = 1")
+    for sql in inserts:
+        conn.execute(sql)
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(
+        path, version_1_schema(), 1,
+        """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                               thumbnail_status, variant_status, created_at)
+           VALUES (7, 1, 'old.jpg', 'ab', 10, 4, 3, 'jpeg', 'image/jpeg', 'complete', 'complete', 2.0)""",
+    )
 
     db = Database(path)
     await db.open()
@@ -52,21 +59,16 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
 
 async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(tmp_path):
     path = tmp_path / "photoq.db"
-    conn = sqlite3.connect(path)
-    conn.executescript(version_2_schema())
-    conn.execute("INSERT INTO albums (id, name, created_at) VALUES (1, 'Old', 1.0)")
-    conn.execute(
+    old_database(
+        path, version_2_schema(), 2,
         """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
                                thumbnail_status, variant_status, created_at, thumbhash)
-           VALUES (7, 1, 'old.jpg', 'ab', 10, 400, 300, 'jpeg', 'image/jpeg', 'complete', 'pending', 2.0, 'aGFzaA==')"""
+           VALUES (7, 1, 'old.jpg', 'ab', 10, 400, 300, 'jpeg', 'image/jpeg', 'complete', 'pending', 2.0, 'aGFzaA==')""",
+        "INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) "
+        "VALUES (7, 'thumb-150', 150, 113, 999, 3.0)",
+        "INSERT INTO jobs (photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
+        "VALUES (7, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)",
     )
-    conn.execute("INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) "
-                 "VALUES (7, 'thumb-150', 150, 113, 999, 3.0)")
-    conn.execute("INSERT INTO jobs (photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
-                 "VALUES (7, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)")
-    conn.execute("PRAGMA user_version = 2")
-    conn.commit()
-    conn.close()
 
     db = Database(path)
     await db.open()

@@ -23,7 +23,7 @@ from PIL import Image
 
 from photoq.config import DEFAULT_OUTPUTS
 
-from .support import AUTH, TEST_TOKEN, free_port, jpeg, multipart, wait_for_photos
+from .support import AUTH, TEST_TOKEN, free_port, jpeg, multipart, stop_process_group, wait_for_photos
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "deploy" / "photoq.service"
@@ -143,9 +143,7 @@ class PyzServer:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        stop_process_group(self.process)
 
 
 async def upload_and_process_one_photo(server: PyzServer) -> int:

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import io
 import sqlite3
-import time
 
 import aiohttp
 import pytest
@@ -20,7 +19,7 @@ from photoq.tus import CHECKPOINT_BYTES, WRITE_BYTES
 from photoq.web.keys import CONFIG, RESUMABLE, STORAGE
 
 from . import hostile as h
-from .support import AUTH, ServerProcess, jpeg, multipart, noisy_png, wait_for_photos
+from .support import AUTH, ServerProcess, jpeg, multipart, noisy_png, until, wait_for_photos
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -122,13 +121,6 @@ def photo_count(client) -> int:
 
 def stored_originals(client) -> list:
     return [p for p in client.app[STORAGE].originals.rglob("*") if p.is_file()]
-
-
-async def until(predicate, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def send_part_of_body(port: int, path: str, offset: int, total: int, part: bytes):

@@ -398,16 +398,16 @@
     }
     // One file per request, a few at a time: real per-file progress and per-file answers. With
     // block_while_processing the batch header lets the rest of this selection in once its first file is.
-    for (const entry of sendable) waiting.push([entry]);
+    waiting.push(...sendable);
     pump();
     updateOverall();
   }
 
   function pump() {
     while (active < CONCURRENCY && waiting.length) {
-      const group = waiting.shift();
+      const entry = waiting.shift();
       active += 1;
-      sendGroup(group).finally(() => {
+      sendFile(entry).finally(() => {
         active -= 1;
         pump();
         updateOverall();
@@ -416,13 +416,12 @@
   }
 
   /** Files above data-resumable-threshold go as resumable uploads (resumable.js), the rest as multipart. */
-  function sendGroup(group) {
+  function sendFile(entry) {
     const resumable = window.photoq.resumable;
-    if (group.length !== 1 || !resumable || !resumable.wanted(group[0].file)) return send(group, 0);
-    return resumable.upload(group[0], {
-      batch, setRow, finish, handleResult, updateOverall,
+    if (!resumable || !resumable.wanted(entry.file)) return send(entry, 0);
+    return resumable.upload(entry, {
+      batch, setRow, finish, handleResult, showProgress, refused,
       accepted: () => { if (blockMode) setBusy(true); },
-      refused: (body) => { if (body.error === 'album_busy') setBusy(true); },
     });
   }
 
@@ -445,15 +444,33 @@
     updateOverall();
   }
 
-  function send(group, attempt) {
+  /** `sent` bytes of an upload are through: its row and the overall bar say so. */
+  function showProgress(entry, sent) {
+    const size = entry.file.size;
+    entry.loaded = sent;
+    entry.bar.value = sent;
+    if (sent > 0 && !entry.done) {
+      entry.row.dataset.state = 'uploading';
+      entry.status.textContent = sent >= size ? 'Sent, waiting for the server…' : Math.floor((sent / Math.max(size, 1)) * 100) + '%';
+    }
+    updateOverall();
+  }
+
+  /** The server refused an upload: its message (or the HTTP status) next to the file. */
+  function refused(entry, status, body) {
+    if (status === 401) {
+      finish(entry, 'rejected', 'Your session has ended.', { href: '/login?next=' + encodeURIComponent(window.location.pathname), text: 'Log in again' });
+    } else {
+      finish(entry, 'rejected', (body && body.message) || ('The upload failed (HTTP ' + status + ').'));
+    }
+    if (body && body.error === 'album_busy') setBusy(true);
+  }
+
+  function send(entry, attempt) {
     return new Promise((resolve) => {
       const form = new FormData();
-      for (const entry of group) {
-        form.append('file', entry.file, entry.file.name);
-        setRow(entry, 'uploading', 'Uploading…');
-      }
-      const sizes = group.map((e) => e.file.size);
-      const totalSize = sizes.reduce((a, b) => a + b, 0) || 1;
+      form.append('file', entry.file, entry.file.name);
+      setRow(entry, 'uploading', 'Uploading…');
       const xhr = new XMLHttpRequest();
       xhr.open('POST', '/api/albums/' + albumId + '/photos');
       xhr.setRequestHeader('X-CSRF-Token', csrf);
@@ -462,18 +479,8 @@
       xhr.upload.onprogress = (event) => {
         if (!event.lengthComputable) return;
         window.photoqAlbumPage.progressEvents += 1;
-        // Spread the request's bytes over its files in order (multipart overhead is a few hundred bytes).
-        let sent = (event.loaded / event.total) * totalSize;
-        group.forEach((entry, i) => {
-          const share = Math.min(sizes[i], sent);
-          sent -= share;
-          entry.loaded = share;
-          entry.bar.value = share;
-          if (share > 0 && !entry.done) {
-            entry.status.textContent = share >= sizes[i] ? 'Sent, waiting for the server…' : Math.floor((share / Math.max(sizes[i], 1)) * 100) + '%';
-          }
-        });
-        updateOverall();
+        // The share of the request sent, as bytes of the file (multipart overhead is a few hundred bytes).
+        showProgress(entry, (event.loaded / event.total) * entry.file.size);
       };
       xhr.onload = () => {
         let body = null;
@@ -481,26 +488,20 @@
         const status = xhr.status;
         if ((status === 503 || status === 429) && attempt < MAX_SERVER_RETRIES) {
           const wait = Math.min(Number(xhr.getResponseHeader('Retry-After')) || 5, 120);
-          group.forEach((entry) => setRow(entry, 'waiting', 'Server busy; trying again in ' + wait + ' s'));
-          window.setTimeout(() => send(group, attempt + 1).then(resolve), wait * 1000);
+          setRow(entry, 'waiting', 'Server busy; trying again in ' + wait + ' s');
+          window.setTimeout(() => send(entry, attempt + 1).then(resolve), wait * 1000);
           return;
         }
-        if (body && Array.isArray(body.photos) && body.photos.length === group.length) {
-          body.photos.forEach((result, i) => handleResult(group[i], result));
+        if (body && Array.isArray(body.photos) && body.photos.length === 1) {
+          handleResult(entry, body.photos[0]);
           if (blockMode && body.accepted > 0) setBusy(true);
         } else {
-          const message = (body && body.message) || ('The upload failed (HTTP ' + status + ').');
-          if (status === 401) {
-            group.forEach((entry) => finish(entry, 'rejected', 'Your session has ended.', { href: '/login?next=' + encodeURIComponent(window.location.pathname), text: 'Log in again' }));
-          } else {
-            group.forEach((entry) => finish(entry, 'rejected', message));
-          }
-          if (body && body.error === 'album_busy') setBusy(true);
+          refused(entry, status, body);
         }
         resolve();
       };
       xhr.onerror = () => {
-        group.forEach((entry) => finish(entry, 'rejected', 'The upload did not reach the server (network error).'));
+        finish(entry, 'rejected', 'The upload did not reach the server (network error).');
         resolve();
       };
       xhr.send(form);

@@ -365,7 +365,7 @@
     });
   }
 
-  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, humanEta, etaCountdown, localizeTimes,
+  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, etaCountdown, localizeTimes,
     thumbHashToDataURL, paintThumbHash };
 
   function start() {

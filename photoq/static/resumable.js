@@ -56,16 +56,9 @@
           if (retry) page.setRow(entry, 'waiting', 'Connection lost; resuming…');
           return retry;
         },
-        onProgress: (sent, total) => {
+        onProgress: (sent) => {
           window.photoqAlbumPage.progressEvents += 1;
-          entry.loaded = sent;
-          entry.bar.value = sent;
-          if (!entry.done) {
-            entry.row.dataset.state = 'uploading';
-            entry.status.textContent = sent >= total ? 'Sent, waiting for the server…'
-              : Math.floor((sent / Math.max(total, 1)) * 100) + '%';
-          }
-          page.updateOverall();
+          page.showProgress(entry, sent);
         },
         onSuccess: () => {
           outcome(tusUpload.url).then((result) => {
@@ -84,16 +77,11 @@
             if (navigator.onLine) window.setTimeout(again, 60000);
             return;
           }
-          const body = bodyOf(err);
-          if (status === 401) {
-            page.finish(entry, 'rejected', 'Your session has ended.',
-              { href: '/login?next=' + encodeURIComponent(window.location.pathname), text: 'Log in again' });
-          } else if (status === 0) {
+          if (status === 0) {
             page.finish(entry, 'rejected', 'The upload could not reach the server. Choose the file again to resume where it stopped.');
           } else {
-            page.finish(entry, 'rejected', (body && body.message) || ('The upload failed (HTTP ' + status + ').'));
+            page.refused(entry, status, bodyOf(err));
           }
-          if (body) page.refused(body);
           resolve();
         },
       });

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import sqlite3
 import time
 from urllib.parse import quote, urlsplit
 
@@ -20,6 +18,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..ratelimit import RateLimiter, retry_after_seconds
+from ..storage import out_of_disk
 from .keys import AUTH_KIND, CONFIG, CREDENTIALS
 
 log = logging.getLogger("photoq.web")
@@ -74,12 +73,6 @@ async def errors_middleware(request: web.Request, handler):
         if not is_api(request):
             raise
         return error_response(PhotoqError())
-
-
-def out_of_disk(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}

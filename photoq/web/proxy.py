@@ -88,11 +88,12 @@ def forwarded_changes(request: web.BaseRequest, trusted: Sequence[Network]) -> d
 
 
 def proxy_headers_middleware(trusted: Sequence[Network]):
-    """Outermost of all, so that every later middleware, handler and the access log see the real client."""
+    """Outermost of all, so that every later middleware, handler and the access log see the real client. Installed
+    only when some proxy is trusted."""
 
     @web.middleware
     async def proxy_headers(request: web.Request, handler):
-        changes = forwarded_changes(request, trusted) if trusted else {}
+        changes = forwarded_changes(request, trusted)
         if not changes:
             return await handler(request)
         if "remote" in changes:

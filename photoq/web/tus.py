@@ -32,10 +32,10 @@ from ..errors import (
     UnsupportedMedia,
 )
 from ..ingest import NOT_AN_IMAGE, display_filename
+from ..storage import out_of_disk
 from ..tus import CHECKSUM_ALGORITHMS, ResumableUpload, Session, TakenOver
 from .api import parse_id, upload_batch
 from .keys import CONFIG, INGEST, RESUMABLE
-from .middleware import out_of_disk
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

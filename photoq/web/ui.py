@@ -308,19 +308,18 @@ async def album_page(request: web.Request) -> web.Response:
     photos, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
     stats = await request.app[QUEUE].stats(album.id)
     failed = await db.list_photos(album.id, Status.FAILED, ERROR_REPORT_LIMIT, 0) if stats.failed else []
-    has_unfinished_jobs = await db.album_has_unfinished_jobs(album.id)
     block = settings.upload.block_while_processing
     thumbs = thumbnail_specs(settings)
-    written = await db.output_versions([p.id for p in photos] + [p.id for p in failed])
+    written = await db.output_versions([p.id for p in photos])
     return await page(request, "album.html", {
         "album": album,
         "stats": stats,
         "tiles": [tile(p, thumbs, written.get(p.id, {})) for p in photos],
         "older_url": f"/albums/{album.id}?before={photos[-1].id}" if more else None,
         "first_page": before is None,
-        "failed": [tile(p, thumbs, written.get(p.id, {})) for p in failed],
+        "failed": failed,  # the error report lists their names and errors, no pictures
         "failed_more": max(0, stats.failed - len(failed)),
-        "busy": block and has_unfinished_jobs,
+        "busy": block and await db.album_has_unfinished_jobs(album.id),
         "block": block,
         "unfinished": stats.pending + stats.processing,
         "eta_text": human_eta(stats.eta_seconds),

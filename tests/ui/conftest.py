@@ -8,6 +8,7 @@ the end of the run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import expect
 
 from photoq.app import create_app
 from tests.conftest import make_settings
-from tests.support import REPO_ROOT, TEST_TOKEN
+from tests.support import AUTH, REPO_ROOT, TEST_TOKEN, multipart, until  # noqa: F401 (until: for the page tests)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -47,7 +49,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 async def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"The web UI tests need Chromium at {CHROMIUM}; run .ci/ensure-chromium (or 'make browser').")
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import async_playwright
 
     expect.set_options(timeout=30_000)
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
@@ -115,3 +117,43 @@ async def screenshot(page, name: str) -> Path:
     await page.screenshot(path=str(path), full_page=True, animations="disabled")
     _screenshots_taken.append(path)
     return path
+
+
+# -- helpers the scenarios share ---------------------------------------------------------------------------------
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in files.items():
+        path = folder / name
+        path.write_bytes(data)
+        paths.append(str(path))
+    return paths
+
+
+async def create_album(page, ui, name: str) -> int:
+    """Create an album through the form on / and return its id (the page is left on the album)."""
+    await page.goto(ui.url("/"))
+    await page.get_by_label("New album name").fill(name)
+    await page.get_by_role("button", name="Create album").click()
+    await expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+    return int(re.search(r"/albums/(\d+)$", page.url).group(1))
+
+
+async def api(ui, method: str, path: str, **kwargs):
+    async with ui.api.request(method, path, headers=AUTH, **kwargs) as response:
+        assert response.status < 300, await response.text()
+        return await response.json() if response.content_type == "application/json" else None
+
+
+async def upload(ui, album_id: int, *files) -> list[int]:
+    """Upload (filename, bytes) pairs through the API; the new photos' ids."""
+    async with ui.api.post(f"/api/albums/{album_id}/photos", data=multipart(*files), headers=AUTH) as r:
+        assert r.status == 202, await r.text()
+        return [p["id"] for p in (await r.json())["photos"]]
+
+
+async def album_photo_ids(ui, album_id: int) -> list[int]:
+    body = await api(ui, "GET", f"/api/albums/{album_id}/photos")
+    return [p["id"] for p in body["photos"]]

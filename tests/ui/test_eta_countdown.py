@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import signal
 
 from playwright.async_api import expect
 
 from photoq.eta import ThroughputMeter
-from photoq.web.keys import EVENTS, QUEUE, WORKERS
+from photoq.web.keys import EVENTS, QUEUE
 from tests.support import jpeg, wait_for_photos
 
-from .conftest import screenshot
-from .test_eta_pages import LEFT, upload
-from .test_pages import api, create_album, until
+from .conftest import api, create_album, screenshot, until, upload
+from .test_eta_pages import LEFT, frozen_image_process
 
 JOB_SECONDS = 60
 
@@ -87,16 +84,10 @@ async def photos_waiting_on_a_frozen_worker(ui, album_id: int, seed: int):
     for more at the end)."""
     await wait_for_photos(ui.api, await upload(ui, album_id, *[(f"w{i}.jpg", jpeg(seed=seed + i)) for i in range(2)]))
     ui.app[QUEUE].throughput = meter_that_measured(JOB_SECONDS)
-    pool = ui.app[WORKERS]
-    await until(lambda: _true(len(pool.child_pids()) == 1))
-    [pid] = pool.child_pids()
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    async with frozen_image_process(ui):
         ids = await upload(ui, album_id, *[(f"p{i}.jpg", jpeg(seed=seed + 10 + i)) for i in range(3)])
         await settled(ui, 360)
         yield ids
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 async def test_the_estimate_counts_down_between_events_and_stops_at_less_than_a_minute(browser, start_ui):
@@ -173,7 +164,3 @@ async def test_the_queue_page_counts_down_too_through_a_refresh_of_the_page_and_
     await page.clock.resume()
     await wait_for_photos(ui.api, ids)
     await expect(eta).to_have_count(0)
-
-
-async def _true(value: bool) -> bool:
-    return value

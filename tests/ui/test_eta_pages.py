@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -9,18 +10,24 @@ import signal
 from playwright.async_api import expect
 
 from photoq.web.keys import WORKERS
-from tests.support import AUTH, jpeg, multipart, wait_for_photos
+from tests.support import jpeg, wait_for_photos
 
-from .conftest import screenshot
-from .test_pages import api, create_album, until
+from .conftest import api, create_album, screenshot, until, upload
 
 LEFT = re.compile(r"^(less than a minute|about \d+ min|about \d+ h \d+ min) left$")
 
 
-async def upload(ui, album_id: int, *files) -> list[int]:
-    async with ui.api.post(f"/api/albums/{album_id}/photos", data=multipart(*files), headers=AUTH) as r:
-        assert r.status == 202, await r.text()
-        return [p["id"] for p in (await r.json())["photos"]]
+@contextlib.asynccontextmanager
+async def frozen_image_process(ui):
+    """The app's one image process stopped (SIGSTOP) for the block: the job it has, or gets next, cannot finish."""
+    pool = ui.app[WORKERS]
+    await until(lambda: len(pool.child_pids()) == 1)
+    [pid] = pool.child_pids()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 async def test_the_album_and_queue_pages_say_how_long_is_left(browser, start_ui):
@@ -31,11 +38,7 @@ async def test_the_album_and_queue_pages_say_how_long_is_left(browser, start_ui)
     # Two photos measure both kinds of job; until then there is no estimate to show.
     await wait_for_photos(ui.api, await upload(ui, album_id, *[(f"w{i}.jpg", jpeg(seed=70 + i)) for i in range(2)]))
 
-    pool = ui.app[WORKERS]
-    await until(lambda: _true(len(pool.child_pids()) == 1))
-    [pid] = pool.child_pids()
-    os.kill(pid, signal.SIGSTOP)  # the next job cannot finish: the estimate stays on screen
-    try:
+    async with frozen_image_process(ui):  # the next job cannot finish: the estimate stays on screen
         ids = await upload(ui, album_id, *[(f"p{i}.jpg", jpeg(seed=80 + i)) for i in range(3)])
         await expect(page.locator("#processing-text")).to_have_text(re.compile(r"^Processing \d of [35]$"))
         await expect(page.locator("#processing-eta")).to_have_text(LEFT)
@@ -47,13 +50,7 @@ async def test_the_album_and_queue_pages_say_how_long_is_left(browser, start_ui)
         await queue_page.goto(ui.url("/queue"))
         await expect(queue_page.locator("#queue-eta")).to_have_text(LEFT)
         await screenshot(page, "30-album-eta")
-    finally:
-        os.kill(pid, signal.SIGCONT)
     await wait_for_photos(ui.api, ids)
     await expect(page.locator("#processing-text")).to_have_text(re.compile(r"^All [35] photos are processed\.$"))
     await expect(page.locator("#processing-eta")).to_be_hidden()
     await expect(queue_page.locator("#queue-eta")).to_have_count(0)
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -9,8 +9,7 @@ from playwright.async_api import expect
 from photoq.config import Output
 from tests.test_heic import sideways_heic
 
-from .conftest import screenshot
-from .test_pages import create_album, write_files
+from .conftest import create_album, screenshot, write_files
 
 AVIF_OUTPUTS = (
     Output("thumb-300", "thumbnail", 300, 300, "avif"),

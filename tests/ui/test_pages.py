@@ -3,59 +3,27 @@ block_while_processing, the queue page, and CSRF protection."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from pathlib import Path
 from urllib.parse import unquote
 
 from playwright.async_api import expect
 
 from photoq.web.keys import DB, EVENTS, STORAGE
-from tests.support import AUTH, TEST_TOKEN, image_bytes, jpeg, multipart, noisy_png
+from tests.support import AUTH, TEST_TOKEN, image_bytes, jpeg, noisy_png
 
-from .conftest import PHONE, screenshot
+from .conftest import (
+    PHONE,
+    album_photo_ids,
+    api,
+    create_album,
+    screenshot,
+    until,
+    upload,
+    write_files,
+)
 
 MARKER = "window.__photoqNoReload = 'still here'"
 MARKER_SURVIVED = "window.__photoqNoReload === 'still here'"
-
-
-def write_files(folder: Path, files: dict[str, bytes]) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, data in files.items():
-        path = folder / name
-        path.write_bytes(data)
-        paths.append(str(path))
-    return paths
-
-
-async def create_album(page, ui, name: str) -> int:
-    """Create an album through the form on / and return its id (the page is left on the album)."""
-    await page.goto(ui.url("/"))
-    await page.get_by_label("New album name").fill(name)
-    await page.get_by_role("button", name="Create album").click()
-    await expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
-    return int(re.search(r"/albums/(\d+)$", page.url).group(1))
-
-
-async def api(ui, method: str, path: str, **kwargs):
-    async with ui.api.request(method, path, headers=AUTH, **kwargs) as response:
-        assert response.status < 300, await response.text()
-        return await response.json() if response.content_type == "application/json" else None
-
-
-async def album_photo_ids(ui, album_id: int) -> list[int]:
-    body = await api(ui, "GET", f"/api/albums/{album_id}/photos")
-    return [p["id"] for p in body["photos"]]
-
-
-async def until(predicate, timeout: float = 60):
-    """Wait for an outcome of the server (not of the page) that has no event to wait on."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 # -- logging in ------------------------------------------------------------------------------------------------
@@ -410,13 +378,11 @@ async def test_a_run_that_starts_and_ends_while_the_page_is_not_connected_is_sti
     album_id = await create_album(page, ui, "Away")
     await page.evaluate(MARKER)
     broadcaster = ui.app[EVENTS]
-    await until(lambda: _is_true(broadcaster.subscriber_count == 1))
+    await until(lambda: broadcaster.subscriber_count == 1)
     await page.route("**/api/events**", lambda route: route.abort())  # reconnecting fails until unrouted
     await broadcaster.stop()  # ends the page's live connection
     await broadcaster.start()
-    data = multipart(("away.jpg", jpeg(800, 600, seed=41)))
-    async with ui.api.post(f"/api/albums/{album_id}/photos", data=data, headers=AUTH) as response:
-        assert response.status == 202
+    await upload(ui, album_id, ("away.jpg", jpeg(800, 600, seed=41)))
     [photo_id] = await album_photo_ids(ui, album_id)
     await until(lambda: _photo_complete(ui, photo_id))
     assert broadcaster.subscriber_count == 0  # the page heard nothing of the run
@@ -424,7 +390,3 @@ async def test_a_run_that_starts_and_ends_while_the_page_is_not_connected_is_sti
     await expect(page.locator("#processing-text")).to_have_text("The photo is processed.", timeout=30_000)
     await expect(page.locator("#gallery .tile[data-state=done]")).to_have_count(1)
     assert await page.evaluate(MARKER_SURVIVED)
-
-
-async def _is_true(value: bool) -> bool:
-    return value

@@ -11,9 +11,7 @@ from playwright.async_api import expect
 
 from tests.support import jpeg, wait_for_photos
 
-from .conftest import screenshot
-from .test_eta_pages import upload
-from .test_pages import api, create_album
+from .conftest import api, create_album, screenshot, upload
 
 LOADED = "() => { const img = document.getElementById('photo-img'); return img.complete && img.naturalWidth > 0; }"
 BACKGROUND = "() => getComputedStyle(document.getElementById('photo-img')).backgroundImage"

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.support import AUTH, jpeg, multipart, wait_for_photos
+from tests.support import jpeg, wait_for_photos
 
-from .test_pages import api, create_album
+from .conftest import api, create_album, upload
 
 
 async def test_the_gallery_keeps_the_thumbnails_while_they_are_made_again(browser, start_ui):
     ui = await start_ui(processing={"workers": 1})
     page = await ui.new_page(browser)
     album_id = await create_album(page, ui, "Again")
-    async with ui.api.post(f"/api/albums/{album_id}/photos", headers=AUTH,
-                           data=multipart(("a.jpg", jpeg(seed=5)), ("b.jpg", jpeg(seed=6)))) as r:
-        assert r.status == 202
-        ids = [p["id"] for p in (await r.json())["photos"]]
+    ids = await upload(ui, album_id, ("a.jpg", jpeg(seed=5)), ("b.jpg", jpeg(seed=6)))
     await wait_for_photos(ui.api, ids)
     tiles = [page.locator(f"#photo-{photo_id}") for photo_id in ids]
     for tile in tiles:

@@ -10,8 +10,7 @@ from playwright.async_api import expect
 
 from tests.support import jpeg, noisy_png
 
-from .conftest import screenshot
-from .test_pages import album_photo_ids, api, create_album, write_files
+from .conftest import album_photo_ids, api, create_album, screenshot, write_files
 
 CHUNK_BYTES = 8 * 1024 * 1024  # resumable.js sends chunks of this size
 
