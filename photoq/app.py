@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .auth_token import load_credentials
 from .config import Settings
+from .datadir_lock import uses_embedded_database
 from .db import Database
 from .events import Broadcaster
 from .ingest import Ingest
@@ -61,7 +62,7 @@ def create_app(settings: Settings) -> web.Application:
 async def storage_ctx(app: web.Application):
     storage = app[STORAGE]
     storage.prepare()
-    removed = storage.sweep_temp()
+    removed = storage.sweep_temp(everything=uses_embedded_database(app[CONFIG]))
     if removed:
         log.info("removed %d unfinished upload(s) left by the last run", removed)
     app[CREDENTIALS] = load_credentials(app[CONFIG].auth.token, storage.token_path)

@@ -141,6 +141,19 @@ def base_url(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
+    from .datadir_lock import DataDirBusy, DataDirLock, uses_embedded_database
+
+    if not uses_embedded_database(settings):
+        return _serve(settings)
+    try:
+        with DataDirLock(settings.data_dir):
+            return _serve(settings)
+    except DataDirBusy as exc:
+        print(f"photoq: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(settings: Settings) -> int:
     from .app import CREDENTIALS, create_app
 
     app = create_app(settings)
