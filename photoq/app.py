@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .admission import Slots
 from .auth_token import load_credentials
 from .config import Settings
 from .datadir_lock import uses_embedded_database
@@ -23,7 +24,9 @@ from .tus import ResumableUploads
 from .web import api, metrics, session, sse
 from .web import tus, ui
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
-from .web.keys import RESUMABLE
+from .web.keys import EVENT_STREAM_SLOTS, RESUMABLE, UPLOAD_SLOTS
+from .web.admission import upload_slots_middleware
+from .web.connections import guard_middleware
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
 from .web.proxy import proxy_headers_middleware
 from .web.templating import TEMPLATES, make_environment
@@ -38,14 +41,17 @@ JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
 def create_app(settings: Settings) -> web.Application:
     trusted = settings.server.trusted_proxies
     app = web.Application(
-        middlewares=[*([proxy_headers_middleware(trusted)] if trusted else []), security_headers_middleware,
-                     errors_middleware, ratelimit_middleware(settings.ratelimit), auth_middleware],
+        middlewares=[guard_middleware, *([proxy_headers_middleware(trusted)] if trusted else []),
+                     security_headers_middleware, errors_middleware, ratelimit_middleware(settings.ratelimit),
+                     auth_middleware, upload_slots_middleware],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = settings
     app[STORAGE] = Storage(settings.data_dir, fsync=settings.storage.fsync)
     app[TEMPLATES] = make_environment()
     app[SSE_RESPONSES] = weakref.WeakSet()
+    app[UPLOAD_SLOTS] = Slots(settings.server.max_uploads, "uploads")
+    app[EVENT_STREAM_SLOTS] = Slots(settings.server.max_event_streams, "live-progress streams")
     app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
     app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, resumable_ctx, workers_ctx])
     app.on_shutdown.append(close_live_streams)

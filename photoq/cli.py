@@ -173,14 +173,9 @@ def _serve(settings: Settings) -> int:
                   f"`photoq login-url` prints a login link)\n", flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        access_log_class=AccessLogger,
-        shutdown_timeout=settings.processing.shutdown_grace_seconds + 5,
-        print=None,
-    )
+    from .web.server import run
+
+    run(app, settings, AccessLogger)
     return 0
 
 

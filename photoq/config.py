@@ -28,6 +28,14 @@ class ServerSettings:
     log_level: str = "info"
     # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty: nobody's.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Connections (photoq serve): slow or silent clients are closed, and their number is bounded.
+    keepalive_seconds: float = 30.0  # an idle connection is closed after this long
+    header_timeout_seconds: float = 10.0  # a request's headers must all arrive within this of its first byte
+    body_timeout_seconds: float = 30.0  # a request body sending less than body_min_bytes_per_second over
+    body_min_bytes_per_second: int = 1024  # ... a window this long is cut off
+    max_connections: int = 1000  # lowered at start to fit the open-file limit
+    max_uploads: int = 32  # upload requests (multipart and resumable PATCH) at once; more get 503
+    max_event_streams: int = 64  # open /api/events streams; more get 503
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
 # Settings that must be > 0 (others may be 0, e.g. min_free_bytes).
 POSITIVE = {
     "upload.resumable_expire_hours",
+    "server.keepalive_seconds", "server.header_timeout_seconds", "server.body_timeout_seconds",
+    "server.max_connections", "server.max_uploads", "server.max_event_streams",
     "server.port", "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",
     "queue.breaker_threshold", "processing.workers", "processing.max_tasks_per_child", "processing.job_timeout_seconds", "processing.quality",

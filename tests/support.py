@@ -176,8 +176,10 @@ def free_port() -> int:
 class ServerProcess:
     """`photoq serve` in a subprocess on a free port, with its output in a log file."""
 
-    def __init__(self, data_dir: Path, workers: int = 2, extra_env: dict | None = None, config: Path | None = None):
+    def __init__(self, data_dir: Path, workers: int = 2, extra_env: dict | None = None, config: Path | None = None,
+                 preexec_fn=None):
         self.data_dir = data_dir
+        self.preexec_fn = preexec_fn
         self.workers = workers
         self.port = free_port()
         self.extra_env = extra_env or {}
@@ -198,7 +200,7 @@ class ServerProcess:
             args += ["--config", str(self.config)]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.data_dir.parent,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=self.preexec_fn)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

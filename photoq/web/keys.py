@@ -6,6 +6,7 @@ import weakref
 
 from aiohttp import web
 
+from ..admission import Slots
 from ..auth_token import Credentials
 from ..config import Settings
 from ..db import Database
@@ -28,6 +29,8 @@ RESUMABLE = web.AppKey("resumable", ResumableUploads)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)
+UPLOAD_SLOTS = web.AppKey("upload_slots", Slots)
+EVENT_STREAM_SLOTS = web.AppKey("event_stream_slots", Slots)
 
 # How the current request was authenticated: "bearer" or "session" (unset on public routes).
 AUTH_KIND = web.RequestKey("auth_kind", str)
