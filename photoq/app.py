@@ -18,7 +18,7 @@ from .ingest import Ingest
 from .metrics import Metrics
 from .queue import JobQueue
 from .storage import Storage
-from .tus import ResumableUploads
+from .resumable import ResumableUploads
 from .web import api, metrics, session, sse
 from .web import tus, ui
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS

@@ -193,7 +193,7 @@ async def _with_database(settings: Settings, action):
 
 
 async def doctor_command(settings: Settings, repair: bool) -> int:
-    from .doctor import Doctor
+    from .ops.doctor import Doctor
     from .storage import Storage
 
     async def action(db) -> int:
@@ -271,7 +271,7 @@ async def reprocess_command(settings: Settings, variants: list[str] | None, albu
                             everything: bool, dry_run: bool) -> int:
     """Through the running server when there is one (its workers start at once and live views update; it renders
     with the settings it was started with, so it refuses when they differ from ours), else in the database."""
-    from .reprocess import Reprocessor, UnknownVariant, check_variants, describe, settings_fingerprints
+    from .ops.reprocess import Reprocessor, UnknownVariant, check_variants, describe, settings_fingerprints
     from .storage import Storage
 
     try:
@@ -315,8 +315,8 @@ def _queue_outputs_in_database(db, max_attempts: int):
 
 async def import_command(settings: Settings, args: argparse.Namespace) -> int:
     """Through the running server when there is one (found as retry-failed finds it), else into the data directory."""
-    from .import_targets import StopImport, UsageError
-    from .importer import ImportOptions, run_import
+    from .ops.import_targets import StopImport, UsageError
+    from .ops.importer import ImportOptions, run_import
     from .models import clean_album_name
 
     try:

@@ -33,6 +33,8 @@ PACKAGE_DATA = sorted(
     + [p for p in (REPO / "templates").rglob("*") if p.is_file()]
     + [REPO / "schema.sql"]
 )
+# Every module of every photoq package (a subpackage left out of the build would only fail when first imported).
+PACKAGE_MODULES = sorted(p for p in (REPO / "photoq").rglob("*.py") if "static" not in p.parts)
 
 
 def is_virtualenv_bin(directory: str) -> bool:
@@ -167,11 +169,11 @@ async def upload_and_process_one_photo(server: PyzServer) -> int:
     return photo_id
 
 
-def test_pyz_carries_the_templates_schema_and_static_files(pyz):
+def test_pyz_carries_every_module_the_templates_schema_and_static_files(pyz):
     with zipfile.ZipFile(pyz) as archive:
         names = set(archive.namelist())
         packaged = {p: f"site-packages/photoq/{p.relative_to(REPO).as_posix().removeprefix('photoq/')}"
-                    for p in PACKAGE_DATA}
+                    for p in PACKAGE_DATA + PACKAGE_MODULES}
         missing = [name for name in packaged.values() if name not in names]
         assert not missing, f"not in photoq.pyz: {missing}"
         assert archive.read(packaged[REPO / "schema.sql"]) == (REPO / "schema.sql").read_bytes()

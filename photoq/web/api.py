@@ -9,7 +9,7 @@ from aiohttp import web
 from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
 from ..models import Album, Photo, Status, clean_album_name, iso
-from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
+from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
 

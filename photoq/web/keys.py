@@ -14,7 +14,7 @@ from ..ingest import Ingest
 from ..metrics import Metrics
 from ..queue import JobQueue
 from ..storage import Storage
-from ..tus import ResumableUploads
+from ..resumable import ResumableUploads
 from ..workers import WorkerPool
 
 CONFIG = web.AppKey("config", Settings)

@@ -1,5 +1,5 @@
 """Resumable uploads over the tus 1.0 protocol under /api/uploads: core, creation, termination, expiration and
-checksum. A finished upload takes a multipart part's road (limits, sniffing, dedup, photo + jobs); photoq/tus.py
+checksum. A finished upload takes a multipart part's road (limits, sniffing, dedup, photo + jobs); photoq/resumable.py
 keeps the uploads' state.
 
 The album is chosen at creation by the Upload-Metadata `album_id`; `filename` names the photo. The last PATCH
@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..ingest import NOT_AN_IMAGE, display_filename
 from ..storage import out_of_disk
-from ..tus import CHECKSUM_ALGORITHMS, ResumableUpload, Session, TakenOver
+from ..resumable import CHECKSUM_ALGORITHMS, ResumableUpload, Session, TakenOver
 from .api import parse_id, upload_batch
 from .keys import CONFIG, INGEST, RESUMABLE
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from . import imaging
-from .config import Settings
-from .db import Database
+from .. import imaging
+from ..config import Settings
+from ..db import Database
 from .import_journal import Journal, journal_path
 from .import_progress import Counts, Progress, human_bytes, human_seconds
 from .import_targets import Candidate, DirectTarget, Outcome, ServerTarget, StopImport, UsageError
-from .storage import Storage
+from ..storage import Storage
 
 BATCH_FILES = 16
 BATCH_BYTES = 64 * 1024 * 1024

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import aiohttp
 
-from .config import Settings
-from .db import Database
-from .errors import InsufficientStorage, NotFound
-from .events import Broadcaster
+from ..config import Settings
+from ..db import Database
+from ..errors import InsufficientStorage, NotFound
+from ..events import Broadcaster
 from .import_progress import Counts, Progress
-from .ingest import Ingest, display_filename
-from .queue import JobQueue
-from .storage import Storage, out_of_disk
+from ..ingest import Ingest, display_filename
+from ..queue import JobQueue
+from ..storage import Storage, out_of_disk
 
 CHUNK_BYTES = 1024 * 1024
 CONNECTION_RETRIES = 5  # consecutive failed requests before the import stops

@@ -17,11 +17,11 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from . import imaging
-from .config import Settings
-from .db import Database
-from .models import JobKind, Status
-from .storage import PARTIAL_OUTPUT_SUFFIX, Storage
+from .. import imaging
+from ..config import Settings
+from ..db import Database
+from ..models import JobKind, Status
+from ..storage import PARTIAL_OUTPUT_SUFFIX, Storage
 
 TEMP_MIN_AGE_SECONDS = 3600.0
 PHOTO_PAGE = 500

@@ -23,13 +23,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from . import imaging
-from .config import Settings
-from .db import Database
+from .. import imaging
+from ..config import Settings
+from ..db import Database
 from .doctor import PHOTO_PAGE
-from .models import JobKind, Status
-from .storage import Storage
-from .workers import output_specs
+from ..models import JobKind, Status
+from ..storage import Storage
+from ..workers import output_specs
 
 # (photo id, kind, output names), dry run -> the outcome of each part: (queued|already|failed|gone, names added)
 Submit = Callable[[Sequence[tuple[int, JobKind, Sequence[str]]], bool], Awaitable[list[tuple[str, list[str]]]]]
