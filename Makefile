@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test bench bench-load bench-memory pyz clean browser
+.PHONY: run test lint bench bench-load bench-memory pyz clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ run: $(STAMP)
 browser:
 	@bash .ci/ensure-chromium
 
-test: $(STAMP) browser
+# The gate: ruff (rules and reasons in pyproject.toml) and mypy on photoq/. `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/mypy
+
+test: lint $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

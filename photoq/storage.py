@@ -19,8 +19,8 @@ import os
 import shutil
 import sqlite3
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from . import imaging
 
