@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiosqlite
 

@@ -7,7 +7,7 @@
       variants/<nn>/<photo id>/      a photo's outputs (thumb-150.webp, ...)
       tmp/                           uploads being received (upload-<owner>-<random>.part); emptied at start-up
       serve.lock                     held by the running server (embedded database only); see datadir_lock.py
-      resumable/<id>/                resumable (tus) uploads: their bytes and state; see tus.py
+      resumable/<id>/                resumable (tus) uploads: their bytes and state; see resumable.py
 
 Nothing on disk is ever named by a client. Every write lands under a temporary name first and is renamed into place.
 """
@@ -21,8 +21,8 @@ import shutil
 import socket
 import sqlite3
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from . import imaging
 

@@ -323,7 +323,7 @@ class GuardedSite(web.BaseSite):
             assert server is not None
             handler = GuardedRequestHandler(server, loop=loop, guard=self._guard, **self._handler_args)
             self._guard.admit(handler)
-            task = loop.create_task(loop.connect_accepted_socket(lambda handler=handler: handler, conn))
+            task = loop.create_task(loop.connect_accepted_socket(functools.partial(_same, handler), conn))
             task.add_done_callback(functools.partial(self._connected, handler, conn))
 
     def _connected(self, handler: GuardedRequestHandler, conn: socket.socket, task: asyncio.Task) -> None:
@@ -343,6 +343,10 @@ class GuardedSite(web.BaseSite):
     async def stop(self) -> None:
         self._close_sockets()
         await super().stop()
+
+
+def _same(handler: GuardedRequestHandler) -> GuardedRequestHandler:
+    return handler
 
 
 class AcceptErrorThrottle:
