@@ -1,7 +1,7 @@
 -- photoq database schema: the truth about the data.
 -- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database and stamps it with the
 -- latest version, and takes older databases forward with the numbered MIGRATIONS in photoq/db.py (this file shows
--- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 the sessions and login_codes tables). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
 
 CREATE TABLE albums (
     id          INTEGER PRIMARY KEY,
@@ -109,4 +109,21 @@ CREATE INDEX staged_files_by_sha256 ON staged_files(sha256);
 CREATE TABLE settings (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Web UI sessions (v4): the cookie carries a random id; only its SHA-256 is stored. Logging out deletes the row,
+-- "log out everywhere" deletes them all. expires_at slides with use, up to created_at + auth.session_max_days.
+CREATE TABLE sessions (
+    id_hash       TEXT PRIMARY KEY,
+    created_at    REAL NOT NULL,
+    last_seen_at  REAL NOT NULL,
+    expires_at    REAL NOT NULL
+) WITHOUT ROWID;
+
+-- One-time login codes (v4) for printed login links (`photoq login-url`, the first start): SHA-256 only,
+-- deleted when redeemed, valid for auth.login_code_minutes.
+CREATE TABLE login_codes (
+    code_hash   TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL
 ) WITHOUT ROWID;

@@ -17,9 +17,11 @@ from .datadir_lock import uses_embedded_database
 from .db import Database
 from .events import Broadcaster
 from .ingest import Ingest
+from .login_throttle import LoginThrottle
 from .metrics import Metrics
 from .queue import JobQueue
 from .resumable import ResumableUploads
+from .sessions import SessionStore
 from .storage import Storage
 from .web import api, metrics, session, sse, tus, ui
 from .web.admission import upload_slots_middleware
@@ -31,9 +33,11 @@ from .web.keys import (
     EVENT_STREAM_SLOTS,
     EVENTS,
     INGEST,
+    LOGIN_THROTTLE,
     METRICS,
     QUEUE,
     RESUMABLE,
+    SESSIONS,
     SSE_RESPONSES,
     STORAGE,
     UPLOAD_SLOTS,
@@ -47,7 +51,8 @@ from .workers import WorkerPool
 log = logging.getLogger("photoq")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
+JSON_BODY_LIMIT = 1024 * 1024
+SESSION_PRUNE_SECONDS = 3600  # uploads are streamed and not bound by this
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -64,8 +69,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SSE_RESPONSES] = weakref.WeakSet()
     app[UPLOAD_SLOTS] = Slots(settings.server.max_uploads, "uploads")
     app[EVENT_STREAM_SLOTS] = Slots(settings.server.max_event_streams, "live-progress streams")
+    app[LOGIN_THROTTLE] = LoginThrottle(settings.auth.login_free_failures, settings.auth.login_max_lockout_seconds)
     app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
-    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, resumable_ctx, workers_ctx])
+    app.cleanup_ctx.extend([storage_ctx, database_ctx, sessions_ctx, events_ctx, queue_ctx, resumable_ctx, workers_ctx])
     app.on_shutdown.append(close_live_streams)
     app.add_routes(api.routes)
     app.add_routes(tus.routes)
@@ -94,6 +100,27 @@ async def database_ctx(app: web.Application):
     await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
     yield
     await db.close()
+
+
+async def sessions_ctx(app: web.Application):
+    """Web sessions and login codes live in the database; expired ones are deleted at start and then hourly."""
+    sessions = SessionStore(app[DB], app[CONFIG].auth, app[CREDENTIALS].token)
+    app[SESSIONS] = sessions
+    await sessions.prune()
+
+    async def prune_hourly() -> None:
+        while True:
+            await asyncio.sleep(SESSION_PRUNE_SECONDS)
+            try:
+                await sessions.prune()
+            except Exception:
+                log.exception("could not delete expired sessions")
+
+    pruner = asyncio.create_task(prune_hourly())
+    yield
+    pruner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pruner
 
 
 async def events_ctx(app: web.Application):

@@ -43,6 +43,15 @@ class ServerSettings:
 @dataclass(frozen=True)
 class AuthSettings:
     token: str | None = None
+    # Web sessions slide: each use extends one to session_idle_days from then, never beyond session_max_days after
+    # the login.
+    session_idle_days: float = 14.0
+    session_max_days: float = 90.0
+    login_code_minutes: float = 15.0  # how long a printed one-time login link works
+    # Wrong tokens or codes from one address: after login_free_failures, each further failure locks that address
+    # out for twice as long as the last (1 s, 2 s, 4 s, ...), up to login_max_lockout_seconds.
+    login_free_failures: int = 5
+    login_max_lockout_seconds: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,7 @@ POSITIVE = {
     "server.port",
     "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "upload.resumable_expire_hours",
+    "auth.session_idle_days", "auth.session_max_days", "auth.login_code_minutes", "auth.login_max_lockout_seconds",
     "server.keepalive_seconds", "server.header_timeout_seconds", "server.body_timeout_seconds",
     "server.max_connections", "server.max_uploads", "server.max_event_streams",
     "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",

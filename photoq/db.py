@@ -42,6 +42,11 @@ MIGRATIONS: tuple[str, ...] = (
     # fresh one and files are found in the format they were written in; a job may render only some outputs.
     "ALTER TABLE outputs ADD COLUMN format TEXT; ALTER TABLE outputs ADD COLUMN spec TEXT; "
     "ALTER TABLE jobs ADD COLUMN outputs TEXT",
+    # 3 -> 4: web sessions and one-time login codes, server-side and revocable (only their SHA-256 is stored).
+    "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, last_seen_at REAL NOT NULL, "
+    "expires_at REAL NOT NULL) WITHOUT ROWID; "
+    "CREATE TABLE login_codes (code_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, expires_at REAL NOT NULL) "
+    "WITHOUT ROWID",
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -898,6 +903,54 @@ class Database:
                 )
                 marked.append(photo_id)
         return marked
+
+    # -- web sessions and one-time login codes (photoq.sessions holds the rules; only SHA-256 hashes are stored) --
+
+    async def insert_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        async with self.transaction() as tx:
+            await tx.execute("INSERT INTO sessions (id_hash, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?)",
+                             (id_hash, now, now, expires_at))
+
+    async def get_session(self, id_hash: str) -> tuple[float, float, float] | None:
+        """(created_at, last_seen_at, expires_at) of a session, or None."""
+        row = await self._read_one("SELECT created_at, last_seen_at, expires_at FROM sessions WHERE id_hash = ?",
+                                   (id_hash,))
+        return (row["created_at"], row["last_seen_at"], row["expires_at"]) if row else None
+
+    async def touch_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE sessions SET last_seen_at = ?, expires_at = ? WHERE id_hash = ?",
+                             (now, expires_at, id_hash))
+
+    async def delete_session(self, id_hash: str) -> bool:
+        async with self.transaction() as tx:
+            cursor = await tx.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+            return cursor.rowcount > 0
+
+    async def delete_all_sessions(self) -> int:
+        async with self.transaction() as tx:
+            cursor = await tx.execute("DELETE FROM sessions")
+            return cursor.rowcount
+
+    async def insert_login_code(self, code_hash: str, now: float, expires_at: float) -> None:
+        async with self.transaction() as tx:
+            await tx.execute("DELETE FROM login_codes WHERE expires_at <= ?", (now,))
+            await tx.execute("INSERT INTO login_codes (code_hash, created_at, expires_at) VALUES (?, ?, ?)",
+                             (code_hash, now, expires_at))
+
+    async def redeem_login_code(self, code_hash: str, now: float) -> bool:
+        """Delete the code; True when it existed and had not expired (so each code works once)."""
+        async with self.transaction() as tx:
+            async with tx.execute("DELETE FROM login_codes WHERE code_hash = ? RETURNING expires_at",
+                                  (code_hash,)) as cursor:
+                row = await cursor.fetchone()
+        return row is not None and row[0] > now
+
+    async def delete_expired_sessions_and_codes(self, now: float) -> int:
+        async with self.transaction() as tx:
+            sessions = await tx.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            codes = await tx.execute("DELETE FROM login_codes WHERE expires_at <= ?", (now,))
+            return sessions.rowcount + codes.rowcount
 
 
 class _RollBack(Exception):

@@ -91,6 +91,22 @@ def multipart(*files: tuple[str, bytes], field: str = "file") -> aiohttp.FormDat
     return form
 
 
+async def log_in(client, token: str = TEST_TOKEN, next_path: str = "/", headers: dict | None = None):
+    """Log in through the login form, as a person does; returns the response (303, with the session cookie)."""
+    async with client.post("/login", data={"token": token, "next": next_path}, headers=headers,
+                           allow_redirects=False) as response:
+        assert response.status == 303, response.status
+        return response
+
+
+def session_csrf(client) -> str:
+    """The CSRF token of the session `client` is logged in with (an aiohttp test client of a photoq app)."""
+    from photoq.web.keys import SESSIONS
+
+    cookie = next(c for c in client.session.cookie_jar if c.key == "photoq_session")
+    return client.app[SESSIONS].csrf_token(cookie.value)
+
+
 @dataclass
 class SseEvent:
     id: int | None

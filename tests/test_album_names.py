@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from photoq.models import clean_album_name
-from photoq.web.keys import CREDENTIALS
 
-from .support import AUTH, TEST_TOKEN
+from .support import AUTH, log_in, session_csrf
 
 
 @pytest.mark.parametrize("raw", [None, 5, "", "   ", "x" * 201, "a\x00b", "line\nbreak", "\ud800"])
@@ -21,9 +20,8 @@ def test_names_are_trimmed():
 
 
 async def test_the_web_form_refuses_what_the_api_refuses(client):
-    async with client.get(f"/login?token={TEST_TOKEN}", allow_redirects=False) as r:
-        assert r.status == 303
-    csrf = client.app[CREDENTIALS].csrf_token
+    await log_in(client)
+    csrf = session_csrf(client)
     async with client.post("/albums", data={"name": "bad\x01name", "csrf_token": csrf}, allow_redirects=False) as r:
         assert r.status == 400
     async with client.post("/api/albums", json={"name": "bad\x01name"}, headers=AUTH) as r:

@@ -17,8 +17,16 @@ def version_1_schema() -> str:
 
 def version_2_schema() -> str:
     """schema.sql as it was at version 2: without outputs.format, outputs.spec and jobs.outputs (MIGRATIONS[1])."""
-    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", schema_sql())
+    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", version_3_schema())
     assert count == 3
+    return sql
+
+
+def version_3_schema() -> str:
+    """schema.sql as it was at version 3: without the sessions and login_codes tables (MIGRATIONS[2])."""
+    sql, count = re.subn(r"\n--[^\n]*\(v4\)[^\n]*\n(?:--[^\n]*\n)*CREATE TABLE (sessions|login_codes) \(.*?\) WITHOUT ROWID;", "",
+                         schema_sql(), flags=re.S)
+    assert count == 2
     return sql
 
 
@@ -46,7 +54,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db._scalar(db._writer, "PRAGMA user_version") == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 3
+        assert await db._scalar(db._writer, "PRAGMA user_version") == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 4
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -73,7 +81,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db._scalar(db._writer, "PRAGMA user_version") == 3
+        assert await db._scalar(db._writer, "PRAGMA user_version") == 4
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -88,12 +96,27 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     assert_same_columns_as_a_new_database(path)
 
 
+async def test_a_version_3_database_gets_the_session_tables(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(path, version_3_schema(), 3)
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db._scalar(db._writer, "PRAGMA user_version") == 4
+        await db.insert_session("h" * 64, 1.0, 100.0)
+        assert await db.get_session("h" * 64) == (1.0, 1.0, 100.0)
+        assert (await db.get_album(1)).name == "Old"
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+
+
 def assert_same_columns_as_a_new_database(path) -> None:
     """The migrated tables have the same columns, in the same order, as a new database's."""
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("photos", "outputs", "jobs"):
+    for table in ("photos", "outputs", "jobs", "sessions", "login_codes"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
