@@ -87,9 +87,9 @@ async def test_each_login_is_a_new_random_session_with_its_own_csrf_token(client
 async def test_log_out_everywhere_ends_every_session_but_not_the_api_token(client):
     phone, _ = await fresh_login(client)
     laptop, laptop_csrf = await fresh_login(client)
-    async with client.get("/", headers=with_cookie(laptop)) as r:
+    async with client.get("/queue", headers=with_cookie(laptop)) as r:
         page = await r.text()
-    assert 'formaction="/logout/everywhere"' in page and "Log out everywhere" in page
+    assert 'action="/logout/everywhere"' in page and "End every session" in page
     async with client.post("/logout/everywhere", data={"csrf_token": laptop_csrf}, headers=with_cookie(laptop),
                            allow_redirects=False) as r:
         assert r.status == 303
