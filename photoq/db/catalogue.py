@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..models import PRIORITY, Album, Attempt, JobKind, NewPhoto, OutputFile, Photo, Stats, Status
+from ..models import (
+    PRIORITY,
+    Album,
+    Attempt,
+    JobKind,
+    NewPhoto,
+    OutputFile,
+    Photo,
+    Stats,
+    Status,
+)
 from . import rows
 from .connection import SQLiteConnection
 from .store import RemovePaths, RemovePhotoFiles

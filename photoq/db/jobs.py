@@ -6,10 +6,25 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from ..models import PRIORITY, ClaimedJob, Job, JobKind, NextJob, OutputFile, PhotoState, Status
+from ..models import (
+    PRIORITY,
+    ClaimedJob,
+    Job,
+    JobKind,
+    NextJob,
+    OutputFile,
+    PhotoState,
+    Status,
+)
 from . import rows
 from .connection import SQLiteConnection
-from .rows import JOB_COLUMNS, KIND_COLUMN, OTHER_KIND_COLUMN, PHOTO_STATE_COLUMNS, UNFINISHED
+from .rows import (
+    JOB_COLUMNS,
+    KIND_COLUMN,
+    OTHER_KIND_COLUMN,
+    PHOTO_STATE_COLUMNS,
+    UNFINISHED,
+)
 from .writer import Transaction
 
 

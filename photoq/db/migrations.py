@@ -14,8 +14,10 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE photos ADD COLUMN thumbhash TEXT",
     # 2 -> 3: outputs remember what they were rendered with, so `photoq reprocess` can tell a stale output from a
     # fresh one and files are found in the format they were written in; a job may render only some outputs.
-    "ALTER TABLE outputs ADD COLUMN format TEXT; ALTER TABLE outputs ADD COLUMN spec TEXT; "
-    "ALTER TABLE jobs ADD COLUMN outputs TEXT",
+    (
+        "ALTER TABLE outputs ADD COLUMN format TEXT; ALTER TABLE outputs ADD COLUMN spec TEXT; "
+        "ALTER TABLE jobs ADD COLUMN outputs TEXT"
+    ),
 )
 SCHEMA_VERSION = SCHEMA_VERSION_BASE + len(MIGRATIONS)
 

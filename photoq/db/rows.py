@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from ..models import Album, Job, JobKind, Photo, PhotoState, Status
 
+
 class Row(Protocol):
     """A row read by column name: sqlite3.Row, asyncpg.Record."""
 

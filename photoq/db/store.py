@@ -13,7 +13,20 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Sequence
 
-from ..models import Album, Attempt, ClaimedJob, Job, JobKind, NewPhoto, NextJob, OutputFile, Photo, PhotoState, Stats, Status
+from ..models import (
+    Album,
+    Attempt,
+    ClaimedJob,
+    Job,
+    JobKind,
+    NewPhoto,
+    NextJob,
+    OutputFile,
+    Photo,
+    PhotoState,
+    Stats,
+    Status,
+)
 
 # remove_files(photo ids deleted, (sha256, format) of originals no photo references any more)
 RemovePhotoFiles = Callable[[list[int], list[tuple[str, str]]], Awaitable[None]]

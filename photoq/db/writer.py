@@ -127,7 +127,7 @@ class SQLiteWriter:
             fn, future, loop = item
             try:
                 result = fn(self._conn)  # type: ignore[arg-type]  # None only for _open
-            except BaseException as exc:  # handed to the awaiting coroutine
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 loop.call_soon_threadsafe(_settle, future, None, exc)
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)
@@ -149,9 +149,8 @@ class SQLiteWriter:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """BEGIN IMMEDIATE ... COMMIT around the block, holding the writer's lock; ROLLBACK when the block raises."""
-        async with self.lock:
-            async with self.transaction_locked() as tx:
-                yield tx
+        async with self.lock, self.transaction_locked() as tx:
+            yield tx
 
     @contextlib.asynccontextmanager
     async def transaction_locked(self) -> AsyncIterator[Transaction]:
