@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import AuthSettings
-from .db import Database
+from .db import Store
 
 DAY = 86400.0
 TOUCH_EVERY_SECONDS = 3600.0  # sliding expiry is written at most this often per session
@@ -39,7 +39,7 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, db: Database, settings: AuthSettings, admin_token: str, clock: Callable[[], float] = time.time):
+    def __init__(self, db: Store, settings: AuthSettings, admin_token: str, clock: Callable[[], float] = time.time):
         self.db = db
         self.settings = settings
         self._csrf_key = hmac.new(admin_token.encode(), b"photoq csrf key v2", hashlib.sha256).digest()
@@ -102,7 +102,7 @@ class SessionStore:
         return await self.db.delete_expired_sessions_and_codes(self._clock())
 
 
-async def mint_login_code(db: Database, settings: AuthSettings, clock: Callable[[], float] = time.time) -> str:
+async def mint_login_code(db: Store, settings: AuthSettings, clock: Callable[[], float] = time.time) -> str:
     """A login code for a process that is not the server (`photoq login-url`): no admin token needed."""
     code = secrets.token_urlsafe(24)
     now = clock()
