@@ -85,10 +85,10 @@ async def test_a_flood_of_silent_connections_does_not_take_health_checks_or_uplo
         prober.join(10)
 
     assert stats["peak"] >= 1000, stats  # the attack really held about a thousand connections at once
-    assert stats["closed_by_server"] >= ATTACKERS, stats  # half-sent requests are closed, none held for good
     assert len(results) >= 20  # probes kept coming throughout the attack
     slow_or_failed = [(round(seconds, 3), status) for seconds, status in results if status != 200 or seconds >= 1.0]
     assert not slow_or_failed, (slow_or_failed, len(results))
+    assert stats["closed_by_server"] >= ATTACKERS, stats  # half-sent requests are closed, none held for good
 
     async with aiohttp.ClientSession(server.url) as session:
         async with session.post("/api/albums", json={"name": "After"}, headers=AUTH) as r:
