@@ -16,8 +16,8 @@ from photoq.storage import Storage, owner_tag
 from .support import AUTH, TEST_TOKEN, ServerProcess, free_port, jpeg
 
 
-def photoq(*args, cwd, timeout=60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PHOTOQ_AUTH_TOKEN": TEST_TOKEN}
+def photoq(*args, cwd, timeout=60, env=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PHOTOQ_AUTH_TOKEN": TEST_TOKEN, **(env or {})}
     env.pop("PHOTOQ_CONFIG", None)
     return subprocess.run([sys.executable, "-m", "photoq", *args], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=env)
@@ -78,9 +78,15 @@ async def test_a_second_server_on_the_same_data_directory_is_refused_and_sweeps_
         sock.close()
 
     # Operator commands are safe beside the running server and keep working.
-    for command in (["status"], ["doctor"], ["login-url"]):
-        done = await asyncio.to_thread(photoq, *command, "--data-dir", str(server.data_dir), cwd=tmp_path)
-        assert done.returncode == 0, (command, done.stderr)
+    folder = tmp_path / "to-import"
+    folder.mkdir()
+    (folder / "b.jpg").write_bytes(jpeg(320, 240, seed=9))
+    port = ["--port", str(server.port)]
+    for command in (["status"], ["doctor"], ["login-url"], ["retry-failed"], ["reprocess", "--dry-run"],
+                    ["import", str(folder), "--album", "Lock", "--quiet", *port]):
+        done = await asyncio.to_thread(photoq, *command, "--data-dir", str(server.data_dir), cwd=tmp_path,
+                                       env={"PHOTOQ_PORT": str(server.port)})
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
 
 
 async def test_the_lock_dies_with_the_server(server, tmp_path):
