@@ -175,8 +175,8 @@ print(outcome(lambda: os.chroot("/")), outcome(lambda: socket.socket(socket.AF_N
 
 def test_open_file_limit_leaves_the_default_connection_cap_its_room(service):
     from photoq.config import ServerSettings
-    from photoq.web.connections import ACCEPT_BATCH, ACCEPT_BATCHES_IN_FLIGHT, RESERVED_DESCRIPTORS
+    from photoq.web.connections import DESCRIPTORS_BESIDE_CONNECTIONS
 
     # systemd's default soft limit (1024) would lower max_connections; the unit raises it above cap + reserve.
-    needed = ServerSettings().max_connections + RESERVED_DESCRIPTORS + ACCEPT_BATCH * ACCEPT_BATCHES_IN_FLIGHT
+    needed = ServerSettings().max_connections + DESCRIPTORS_BESIDE_CONNECTIONS
     assert int(service["LimitNOFILE"]) >= needed

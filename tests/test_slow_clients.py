@@ -225,3 +225,41 @@ def test_accept_errors_are_logged_once_per_burst(caplog):
     assert "Too many open files" in lines[0]
     assert "more time(s) in the last 10 s" in lines[1]
     assert "accepting connections again" in lines[2]
+
+
+def raw_get(port: int, path: str = "/healthz") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+async def test_at_the_connection_cap_waiting_connections_make_room_and_busy_ones_do_not(make_server):
+    server = make_server("[server]\nmax_connections = 2\n")
+    # Two connections that never finish their request: a newcomer takes the place of the longest waiting.
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    for sock in idle:
+        sock.sendall(PARTIAL_REQUEST)
+    try:
+        answer = await asyncio.to_thread(raw_get, server.port)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    finally:
+        for sock in idle:
+            sock.close()
+    # Two connections with a request in progress (live-progress streams): a newcomer is refused with the contract's
+    # 503, and gets in again once one of them is done.
+    async with aiohttp.ClientSession(server.url) as session:
+        streams = [await session.get("/api/events", headers=AUTH) for _ in range(2)]
+        assert [s.status for s in streams] == [200, 200]
+        answer = await asyncio.to_thread(raw_get, server.port)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503") and b"Retry-After: " in head, answer
+        assert json.loads(body)["error"] == "overloaded"
+        streams[0].close()
+
+        async def healthy() -> bool:
+            return (await asyncio.to_thread(raw_get, server.port)).startswith(b"HTTP/1.1 200")
+        await until(healthy, timeout=10, what="a free connection")
+        streams[1].close()

@@ -50,6 +50,13 @@ LISTEN_BACKLOG = 4096
 ACCEPT_BATCH = 64
 ACCEPT_BATCHES_IN_FLIGHT = 4
 ACCEPT_RETRY_SECONDS = 0.1
+# A refused connection is answered, then read for up to LINGER_SECONDS before it is closed; at most MAX_LINGERING
+# at once (beyond that they are closed at once).
+LINGER_SECONDS = 2.0
+MAX_LINGERING = 64
+REPORT_EVERY_SECONDS = 60  # closed, replaced and refused connections are summed up in one log line this often
+# Open files kept free beside the client connections: the rest, accept batches in flight, refused ones lingering.
+DESCRIPTORS_BESIDE_CONNECTIONS = RESERVED_DESCRIPTORS + ACCEPT_BATCH * ACCEPT_BATCHES_IN_FLIGHT + MAX_LINGERING
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,7 @@ class ConnectionLimits:
     check_interval: float = 0.5
 
 
-def usable_connection_limit(configured: int,
-                            reserved: int = RESERVED_DESCRIPTORS + ACCEPT_BATCH * ACCEPT_BATCHES_IN_FLIGHT) -> int:
+def usable_connection_limit(configured: int, reserved: int = DESCRIPTORS_BESIDE_CONNECTIONS) -> int:
     """`configured`, lowered to fit the open-file limit (raised first to its hard maximum when allowed)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
@@ -130,9 +136,10 @@ class GuardedRequestHandler(RequestHandler):
         self.window_start = time.monotonic()
         self.window_bytes = 0
 
-    def request_finished(self) -> None:
-        self.current_request = None
-        self.idle_since = time.monotonic()
+    def request_finished(self, request: web.BaseRequest) -> None:
+        if self.current_request is request:
+            self.current_request = None
+            self.idle_since = time.monotonic()
 
     # -- asked by the guard ------------------------------------------------------------------------------------
 
@@ -214,10 +221,22 @@ class ConnectionGuard:
         return len(stalled)
 
     async def _watch(self) -> None:
+        reported = (0, 0, 0)
+        next_report = time.monotonic() + REPORT_EVERY_SECONDS
         while True:
             await asyncio.sleep(self.limits.check_interval)
             try:
                 self.sweep()
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + REPORT_EVERY_SECONDS
+                    counts = (self.closed_stalled, self.replaced, self.refused)
+                    if counts != reported:
+                        stalled, replaced, refused = (now - before for now, before in zip(counts, reported,
+                                                                                            strict=True))
+                        log.warning("connections in the last %d s: %d closed as too slow, %d replaced at the cap "
+                                    "of %d, %d refused (all busy); %d open", REPORT_EVERY_SECONDS, stalled,
+                                    replaced, self.limits.max_connections, refused, len(self.connections))
+                        reported = counts
             except Exception:  # never let the watchdog die
                 log.exception("connection watchdog failed")
 
@@ -241,10 +260,16 @@ async def guard_middleware(request: web.Request, handler):
     if not isinstance(protocol, GuardedRequestHandler):
         return await handler(request)
     protocol.request_started(request)
-    try:
-        return await handler(request)
-    finally:
-        protocol.request_finished()
+    # In progress until its response is written too (a large file to a slow client): aiohttp writes it in the
+    # same task, after the handler returns.
+    task = asyncio.current_task()
+    if task is None:
+        try:
+            return await handler(request)
+        finally:
+            protocol.request_finished(request)
+    task.add_done_callback(lambda _: protocol.request_finished(request))
+    return await handler(request)
 
 
 class GuardedSite(web.BaseSite):
@@ -265,6 +290,7 @@ class GuardedSite(web.BaseSite):
         self._sockets: list[socket.socket] = []
         self._errors = AcceptErrorThrottle()
         self._resume: asyncio.TimerHandle | None = None
+        self._lingering: set[socket.socket] = set()
 
     @property
     def name(self) -> str:
@@ -315,9 +341,7 @@ class GuardedSite(web.BaseSite):
             self._errors.succeeded()
             conn.setblocking(False)
             if not self._guard.make_room():
-                with contextlib.suppress(OSError):
-                    conn.send(overloaded_response("Too many connections; try again shortly."))
-                conn.close()
+                self._refuse(loop, conn)
                 continue
             server = self._runner.server
             assert server is not None
@@ -325,6 +349,37 @@ class GuardedSite(web.BaseSite):
             self._guard.admit(handler)
             task = loop.create_task(loop.connect_accepted_socket(functools.partial(_same, handler), conn))
             task.add_done_callback(functools.partial(self._connected, handler, conn))
+
+    def _refuse(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        """Answer 503 and close. The socket lingers a moment, reading what the client sends: closing it with its
+        request unread would reset the connection, and the client might never see the answer."""
+        with contextlib.suppress(OSError):
+            conn.send(overloaded_response("Too many connections; try again shortly."))
+            conn.shutdown(socket.SHUT_WR)
+        if len(self._lingering) >= MAX_LINGERING:
+            conn.close()
+            return
+        self._lingering.add(conn)
+        fd = conn.fileno()
+
+        def finish() -> None:
+            if conn in self._lingering:
+                self._lingering.discard(conn)
+                loop.remove_reader(fd)
+                conn.close()
+
+        def drain() -> None:
+            try:
+                while conn.recv(65536):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                pass
+            finish()  # the client closed its side, or the socket failed
+
+        loop.add_reader(fd, drain)
+        loop.call_later(LINGER_SECONDS, finish)
 
     def _connected(self, handler: GuardedRequestHandler, conn: socket.socket, task: asyncio.Task) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -339,6 +394,10 @@ class GuardedSite(web.BaseSite):
             loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets.clear()
+        for conn in self._lingering:
+            loop.remove_reader(conn.fileno())
+            conn.close()
+        self._lingering.clear()
 
     async def stop(self) -> None:
         self._close_sockets()
