@@ -1,6 +1,6 @@
 """The queue's rules: claiming, leases, retries with backoff, the dead letter, pause, and the circuit breaker.
 
-All SQL is in db.py; this module decides what happens and publishes an event after each commit.
+All SQL is in the db package; this module decides what happens and publishes an event after each commit.
 """
 
 from __future__ import annotations
