@@ -181,30 +181,24 @@ class Ingest:
     async def receive(self, album_id: int, files: AsyncIterable[IncomingFile | Rejected]) -> list[FileOutcome]:
         """Receive every file (a part the web layer refused already comes as Rejected), then store and queue the
         accepted ones together. One outcome per file, in order."""
-        outcomes: list[FileOutcome | None] = []  # None: received, its outcome known once stored
-        received: dict[int, Received] = {}  # index in outcomes -> the file
-        filenames: list[str] = []
+        refused: list[Rejected | None] = []  # by position; None for a file received, whose outcome comes on storing
+        received: dict[int, tuple[str, Received]] = {}  # position -> the file
         try:
             async for item in files:
                 if isinstance(item, Rejected):
-                    outcomes.append(item)
-                    filenames.append(item.filename)
+                    refused.append(item)
                     continue
                 filename = display_filename(item.filename)
-                filenames.append(filename)
                 got = await self._receive_one(item.chunks)
                 if isinstance(got, PhotoqError):
-                    outcomes.append(Rejected(filename, got))
+                    refused.append(Rejected(filename, got))
                 else:
-                    received[len(outcomes)] = got
-                    outcomes.append(None)
-            if received:
-                stored = await self._store_and_queue(album_id, {i: (filenames[i], r) for i, r in received.items()})
-                for index, outcome in stored.items():
-                    outcomes[index] = outcome
+                    received[len(refused)] = (filename, got)
+                    refused.append(None)
+            stored = await self._store_and_queue(album_id, received) if received else {}
         finally:
-            await self.storage.remove_uploads(r.temp for r in received.values())
-        return [outcome for outcome in outcomes if outcome is not None]
+            await self.storage.remove_uploads(r.temp for _, r in received.values())
+        return [stored[index] if outcome is None else outcome for index, outcome in enumerate(refused)]
 
     async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int) -> FileOutcome:
         """A whole file that arrived another way (a finished resumable upload, `photoq import`) takes an uploaded
