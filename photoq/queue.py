@@ -10,8 +10,8 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .config import QueueSettings
 from .db import Database

@@ -54,7 +54,7 @@ class SQLiteConnection(Store):
     async def _read_all(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         if self._reader is None:
             raise RuntimeError(f"database {self.path} is not open")
-        return list(await self._reader.execute_fetchall(sql, params))  # type: ignore[arg-type]
+        return list(await self._reader.execute_fetchall(sql, params))
 
     async def _read_one(self, sql: str, params: Sequence = ()) -> sqlite3.Row | None:
         rows = await self._read_all(sql, params)

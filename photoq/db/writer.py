@@ -127,7 +127,7 @@ class SQLiteWriter:
             fn, future, loop = item
             try:
                 result = fn(self._conn)  # type: ignore[arg-type]  # None only for _open
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            except BaseException as exc:
                 loop.call_soon_threadsafe(_settle, future, None, exc)
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)

@@ -9,7 +9,7 @@ from aiohttp import web
 from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
 from ..models import Album, Photo, Status, clean_album_name, iso, original_version, output_version
-from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
+from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
 
@@ -257,8 +257,8 @@ async def photo_file(request: web.Request) -> web.StreamResponse:
             path, fmt = found
             # A URL naming the output's current version (`v`, as the pages make them) may be cached for good; any
             # other the browser asks again (a cheap 304 by ETag), as a re-render keeps such a URL.
-            current = recorded is not None and recorded.created_at is not None and request.query.get("v") == output_version(
-                photo.sha256, recorded.created_at)
+            current = (recorded is not None and recorded.created_at is not None
+                       and request.query.get("v") == output_version(photo.sha256, recorded.created_at))
             cache = "private, max-age=31536000, immutable" if current else "private, no-cache"
             return file_response(path, CONTENT_TYPES[fmt], cache=cache)
     path = storage.original_path(photo.sha256, photo.format)
@@ -289,6 +289,8 @@ async def retry_photo(request: web.Request) -> web.Response:
     if await request.app[QUEUE].retry_photo(photo.id) is None:
         raise Conflict("Nothing of this photo has failed, so there is nothing to retry.", code="nothing_to_retry")
     refreshed = await request.app[DB].get_photo(photo.id)
+    if refreshed is None:  # deleted in the meantime
+        raise NotFound("There is no photo with that id.")
     return web.json_response(photo_dict(refreshed, request.app[CONFIG].output_names), status=202)
 
 

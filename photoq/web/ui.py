@@ -72,10 +72,11 @@ def human_bytes(size: int | None) -> str:
         return ""
     if size < 1024:
         return f"{size} B"
+    scaled = float(size)
     for unit in ("KB", "MB", "GB", "TB"):
-        size /= 1024
-        if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}" if size < 100 else f"{size:.0f} {unit}"
+        scaled /= 1024
+        if scaled < 1024 or unit == "TB":
+            return f"{scaled:.1f} {unit}" if scaled < 100 else f"{scaled:.0f} {unit}"
     return ""  # unreachable
 
 

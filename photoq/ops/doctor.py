@@ -18,12 +18,13 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import imaging
-from .config import Settings
-from .db import Database
-from .models import JobKind, Status
-from .storage import PARTIAL_OUTPUT_SUFFIX, Storage
+from .. import imaging
+from ..config import Settings
+from ..db import Database
+from ..models import JobKind, Status
+from ..storage import PARTIAL_OUTPUT_SUFFIX, Storage
 
 TEMP_MIN_AGE_SECONDS = 3600.0
 PHOTO_PAGE = 500
@@ -141,7 +142,7 @@ class Doctor:
             return
         requeued: set[tuple[int, JobKind]] = set()
         if self.report.repair:
-            for photo_id, kind, names in foreign:
+            for photo_id, _, names in foreign:
                 await self._remove_relpaths([self._output_relpath(photos[photo_id], name) for name in names])
             requeued = set(await self.db.doctor_requeue_missing_outputs(
                 foreign, time.time(), self.settings.queue.max_attempts))
@@ -180,7 +181,7 @@ class Doctor:
                     except FileNotFoundError:
                         continue
                     if written < photo["created_at"] - 1 or self.now - written >= TEMP_MIN_AGE_SECONDS:
-                        stray.append(os.path.relpath(entry.path, self.storage.root))
+                        stray.append(str(Path(entry.path).relative_to(self.storage.root)))
                     else:
                         self.young_temp_files += 1
         except FileNotFoundError:
@@ -254,7 +255,7 @@ class Doctor:
         subfolders = []
         with os.scandir(folder) as entries:
             for entry in entries:
-                relpath = os.path.relpath(entry.path, self.storage.root)
+                relpath = self._relpath(entry.path)
                 if entry.is_dir(follow_symlinks=False):
                     if depth < 2:
                         subfolders.append(entry.path)
@@ -288,6 +289,10 @@ class Doctor:
                                 fixed=relpath in removed if self.report.repair else None,
                                 action="removed" if relpath in removed else "kept: referenced meanwhile")
 
+    def _relpath(self, path: str) -> str:
+        """A path found on disk as the database and the report name it: relative to the data directory."""
+        return os.path.relpath(path, self.storage.root)
+
     async def _remove_relpaths(self, relpaths: list[str]) -> None:
         def remove() -> None:
             for relpath in relpaths:
@@ -314,7 +319,7 @@ class Doctor:
                 if bucket.is_dir(follow_symlinks=False) and len(bucket.name) == 2:
                     bucket_paths.append(bucket.path)  # at most 256
                 else:
-                    await self._orphan_variants([(os.path.relpath(bucket.path, self.storage.root), None)])
+                    await self._orphan_variants([(self._relpath(bucket.path), None)])
         for bucket_path in bucket_paths:
             await self._check_bucket(bucket_path)
 
@@ -323,7 +328,7 @@ class Doctor:
         candidates: list[tuple[str, int | None]] = []
         with os.scandir(bucket_path) as entries:
             for entry in entries:
-                relpath = os.path.relpath(entry.path, self.storage.root)
+                relpath = self._relpath(entry.path)
                 photo_id = int(entry.name) if entry.name.isdigit() and entry.is_dir(follow_symlinks=False) else None
                 if photo_id is not None and f"{photo_id % 256:02x}" != bucket:
                     photo_id = None
@@ -379,7 +384,7 @@ class Doctor:
     async def _stale_temp(self, paths: list[str]) -> None:
         if not paths:
             return
-        relpaths = [os.path.relpath(p, self.storage.root) for p in paths]
+        relpaths = [self._relpath(p) for p in paths]
         if self.report.repair:
             await self._remove_relpaths(relpaths)
         for relpath in relpaths:
