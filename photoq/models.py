@@ -68,6 +68,17 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def original_version(sha256: str) -> str:
+    """The version a photo's original URL carries: its content, so it can be cached for good."""
+    return sha256[:16]
+
+
+def output_version(sha256: str, written_at: float) -> str:
+    """The version an output's URL carries: the original it shows and when it was written, so a re-render (or any
+    other picture) never hides behind a cached one."""
+    return f"{sha256[:12]}-{round(written_at * 1000):x}"
+
+
 @dataclass(frozen=True)
 class Album:
     id: int
@@ -143,6 +154,7 @@ class Job:
     last_error: str | None
     created_at: float
     outputs: tuple[str, ...] | None = None  # the output names to render; None renders every output of its kind
+    lease_token: str | None = None  # written by the claim that leased it; only that lease may record its result
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,7 @@ class OutputFile:
     format: str | None = None  # the format it was written in (None: recorded before schema version 3)
     spec: str | None = None  # imaging.spec_fingerprint of what rendered it (None: before schema version 3)
     created_at: float | None = None  # when it was written (as read back from the database)
+    source_sha256: str | None = None  # the original it was rendered from (None: before schema version 4)
 
 
 @dataclass(frozen=True)
