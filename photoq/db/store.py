@@ -309,3 +309,37 @@ class Store(abc.ABC):
     ) -> list[int]:
         """Photos whose original is gone can never be processed: both parts and jobs failed with `error`, any open
         attempt closed. The photo ids marked (those still existing)."""
+
+    # -- web sessions and one-time login codes (ids and codes arrive as SHA-256 hashes) ---------------------------
+
+    @abc.abstractmethod
+    async def insert_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        """A new session, last seen now."""
+
+    @abc.abstractmethod
+    async def get_session(self, id_hash: str) -> tuple[float, float, float] | None:
+        """(created_at, last_seen_at, expires_at) of a session, or None."""
+
+    @abc.abstractmethod
+    async def touch_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        """Record a use of the session and its new expiry."""
+
+    @abc.abstractmethod
+    async def delete_session(self, id_hash: str) -> bool:
+        """End one session; False when there was none."""
+
+    @abc.abstractmethod
+    async def delete_all_sessions(self) -> int:
+        """End every session; how many there were."""
+
+    @abc.abstractmethod
+    async def insert_login_code(self, code_hash: str, now: float, expires_at: float) -> None:
+        """A new one-time login code (expired ones are deleted on the way)."""
+
+    @abc.abstractmethod
+    async def redeem_login_code(self, code_hash: str, now: float) -> bool:
+        """Delete the code; True when it existed and had not expired, so that each code works once."""
+
+    @abc.abstractmethod
+    async def delete_expired_sessions_and_codes(self, now: float) -> int:
+        """Forget what has expired; how many rows went."""
