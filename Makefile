@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test bench bench-load bench-memory pyz clean browser
+.PHONY: run test bench bench-load bench-memory pyz clean browser fuse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ run: $(STAMP)
 browser:
 	@bash .ci/ensure-chromium
 
-test: $(STAMP) browser
+# The power-cut tests mount a FUSE filesystem (tests/powercut_fs.py); install fuse3 when missing and we may.
+fuse:
+	@bash .ci/ensure-fuse
+
+test: $(STAMP) browser fuse
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
