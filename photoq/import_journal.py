@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from .storage import fsync_directory
+from .durable import fsync_directory
 
 VERSION = 1
 

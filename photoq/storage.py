@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-from . import imaging
+from . import durable, imaging
+from .durable import fsync_directory
 
 PARTIAL_OUTPUT_SUFFIX = ".tmp"
 
@@ -43,8 +44,17 @@ class Storage:
         self.tmp = self.root / "tmp"
 
     def prepare(self) -> None:
+        """Start-up: the folders, durably (a power cut must not take a folder, and the files in it, away)."""
         for directory in (self.root, self.originals, self.variants, self.tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+            durable.makedirs(directory, self.fsync)
+        # The 256 variant buckets are made here, once, rather than by the image processes as photos arrive: two
+        # processes could then race, one putting a photo's outputs in a bucket whose name the other has not yet
+        # made durable.
+        missing = [b for b in (self.variants / f"{i:02x}" for i in range(256)) if not b.is_dir()]
+        for bucket in missing:
+            bucket.mkdir(exist_ok=True)
+        if missing and self.fsync:
+            fsync_directory(self.variants)
 
     @property
     def database_path(self) -> Path:
@@ -87,7 +97,7 @@ class Storage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        durable.makedirs(final.parent, self.fsync)
         os.replace(upload, final)
         if self.fsync:
             fsync_directory(final.parent)
@@ -158,14 +168,6 @@ class Storage:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
         return removed
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink_all(paths: list[Path]) -> None:

@@ -29,10 +29,10 @@ from typing import Any, AsyncIterator, Callable
 
 import aiofiles
 
-from . import imaging
+from . import durable, imaging
+from .durable import fsync_directory
 from .errors import PayloadTooLarge, PhotoqError
 from .ingest import Ingest
-from .storage import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ResumableUploads:
 
     def prepare(self) -> int:
         """Start-up: create the folder and remove what a creation cut off by a crash left. Returns how many."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        durable.makedirs(self.root, self.fsync)
         removed = 0
         for entry in os.scandir(self.root):
             if not (self.valid_id(entry.name) and entry.is_dir(follow_symlinks=False)):
