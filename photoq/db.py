@@ -357,8 +357,9 @@ class Database:
     async def unstage(
         self, staged_ids: Sequence[int] | None, remove_files: Callable[[list[str]], Awaitable[None]]
     ) -> None:
-        """Forget staged rows (all of them when `staged_ids` is None, as at start-up) and, holding the write lock,
-        remove their files unless a photo or another upload in flight still references the same bytes."""
+        """Forget staged rows (all of them when `staged_ids` is None, as at start-up) and remove their files unless a
+        photo or another upload in flight still references the same bytes. The files go (durably) before the rows
+        are committed away: a power cut in between leaves the rows, and the next start removes nothing twice."""
         async with self._write_lock:
             async with self._transaction_unlocked() as tx:
                 if staged_ids is None:
@@ -375,7 +376,7 @@ class Database:
                 for path, sha256 in {(r["path"], r["sha256"]) for r in rows}:
                     if not await self._sha256_referenced(tx, sha256):
                         unreferenced.append(path)
-            await remove_files(unreferenced)
+                await remove_files(unreferenced)
 
     async def _sha256_referenced(self, tx, sha256: str) -> bool:
         return bool(

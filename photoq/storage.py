@@ -106,7 +106,9 @@ class Storage:
         await asyncio.to_thread(_unlink_all, list(paths))
 
     async def remove_relpaths(self, relpaths: Iterable[str]) -> None:
-        await asyncio.to_thread(_unlink_all, [self.root / p for p in relpaths])
+        """Remove these files durably: once this returns, a power cut cannot bring them back (the caller forgets
+        them in the database next, and a file that came back would be an orphan)."""
+        await asyncio.to_thread(_unlink_all, [self.root / p for p in relpaths], self.fsync)
 
     async def remove_photo_files(self, photo_ids: Iterable[int], originals: Iterable[tuple[str, str]]) -> None:
         photo_ids, originals = list(photo_ids), list(originals)
@@ -170,9 +172,15 @@ class Storage:
         return removed
 
 
-def _unlink_all(paths: list[Path]) -> None:
+def _unlink_all(paths: list[Path], fsync: bool = False) -> None:
+    """Unlink each path that exists; with `fsync`, then fsync the folders they were in, so the removals are durable."""
+    folders = set()
     for path in paths:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass
+            continue
+        folders.add(path.parent)
+    if fsync:
+        for folder in folders:
+            fsync_directory(folder)

@@ -7,11 +7,14 @@ a power cut.
 from __future__ import annotations
 
 import os
+import sqlite3
+from contextlib import closing
 
 import pytest
 from PIL import Image
 
 from photoq import imaging
+from photoq.db import Database
 from photoq.storage import Storage
 from photoq.tus import ResumableUploads
 
@@ -66,3 +69,35 @@ def test_outputs_rendered_into_a_new_folder_survive_a_power_cut(fs, tmp_path):
     fs.power_cut()
     with Image.open(results[0].path) as image:
         image.load()
+
+
+async def test_an_upload_cut_off_before_its_commit_leaves_no_orphan_original_after_a_second_cut(fs):
+    """Before: at start-up the staged rows of uploads cut off before their commit were deleted (committed) and their
+    originals unlinked without an fsync of their folder: a second power cut brought the files back, with no row
+    left to say they should go (orphans for `photoq doctor`)."""
+    storage = Storage(fs.mountpoint / "data")
+    storage.prepare()
+    db = Database(storage.database_path)
+    await db.open()
+    relpath = storage.original_relpath("cd" * 32, "jpeg")
+    try:
+        await db.stage_files([(relpath, "cd" * 32)], now=0.0)
+        upload = storage.new_upload_path()
+        upload.write_bytes(jpeg(64, 48))
+        await storage.store_original(upload, relpath)  # ... and the power is cut before the photo's commit
+    finally:
+        await db.close()
+    fs.power_cut()
+
+    db = Database(storage.database_path)  # the next start
+    await db.open()
+    try:
+        await db.unstage(None, storage.remove_relpaths)
+        assert not (storage.root / relpath).exists()
+    finally:
+        await db.close()
+    fs.power_cut()
+
+    assert not (storage.root / relpath).exists()
+    with closing(sqlite3.connect(storage.database_path)) as conn:
+        assert conn.execute("SELECT count(*) FROM staged_files").fetchone() == (0,)
