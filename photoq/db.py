@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sqlite3
+import time
 from importlib import resources
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Sequence
@@ -32,6 +34,9 @@ from .models import (
     Status,
 )
 
+# The workers' bookkeeping commits with synchronous = NORMAL, and with FULL once this long has passed since a commit
+# last synced the WAL: a power cut then redoes at most the jobs finished in about the last second of activity.
+BOOKKEEPING_SYNC_SECONDS = 1.0
 SCHEMA_VERSION_BASE = 1
 # Numbered migrations: MIGRATIONS[0] takes a database from version 1 to 2, and so on. Never edit one that has
 # shipped; add a new one and update schema.sql to match the result.
@@ -130,11 +135,13 @@ PHOTO_SELECT = """
 
 
 class Database:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic):
         self.path = Path(path)
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._clock = clock
+        self._synced_at = -math.inf  # when a commit last synced the WAL (see _bookkeeping)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -205,6 +212,7 @@ class Database:
             raise
         else:
             await conn.execute("COMMIT")
+            self._synced_at = self._clock()
 
     async def _read_all(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         assert self._reader is not None, "database is not open"
@@ -493,10 +501,17 @@ class Database:
         For the workers' own records (claims, leases, results), which run several times per photo: every hop to
         aiosqlite's thread costs more than the statements. They commit with synchronous = NORMAL: a power cut may
         undo the last few of them, which only makes a job run again (its outputs are already fsynced), while
-        anything a client was told about (uploads, albums, retries) keeps committing with FULL.
+        anything a client was told about (uploads, albums, retries) keeps committing with FULL. "The last few": once
+        BOOKKEEPING_SYNC_SECONDS have passed since a commit last synced the WAL, this one commits with FULL, which
+        syncs the NORMAL ones before it too; without that, a busy queue with no uploads could run for minutes with
+        every completion since the last upload still unsynced.
         """
         async with self._write_lock:
-            return await self._writer._execute(_bookkeeping_transaction, self._writer._conn, fn, args)
+            sync = self._clock() - self._synced_at >= BOOKKEEPING_SYNC_SECONDS
+            result = await self._writer._execute(_bookkeeping_transaction, self._writer._conn, fn, args, sync)
+            if sync:
+                self._synced_at = self._clock()
+            return result
 
     async def claim_jobs(self, now: float, lease_until: float, limit: int) -> tuple[list[ClaimedJob], list[PhotoState]]:
         """Lease up to `limit` runnable jobs in priority order, in one transaction."""
@@ -913,8 +928,9 @@ def _chunks(items: list, size: int = 500) -> list[list]:
 # -- the workers' bookkeeping: plain sqlite3, run inside the writer's thread by Database._bookkeeping ------------
 
 
-def _bookkeeping_transaction(conn: sqlite3.Connection, fn: Callable, args: tuple):
-    conn.execute("PRAGMA synchronous = NORMAL")
+def _bookkeeping_transaction(conn: sqlite3.Connection, fn: Callable, args: tuple, sync: bool):
+    if not sync:
+        conn.execute("PRAGMA synchronous = NORMAL")
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
