@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .powercut_fs import PowerCutFS
+from .powercut_fs import FuseUnavailable, PowerCutFS
 
 
 @pytest.fixture
@@ -191,3 +191,10 @@ def test_sqlite_wal_with_weaker_synchronous_loses_a_committed_transaction(fs, sy
         assert db.execute("SELECT x FROM t").fetchall() == [(42,)]
     db.close()
     assert rows_after_power_cut(fs, path) == []
+
+
+def test_without_dev_fuse_the_power_cut_tests_fail_and_say_why(tmp_path, monkeypatch):
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: False if p == "/dev/fuse" else real_exists(p))
+    with pytest.raises(FuseUnavailable, match="/dev/fuse is absent"):
+        PowerCutFS(tmp_path / "fs").__enter__()
