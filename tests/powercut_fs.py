@@ -376,7 +376,7 @@ def fuse_problem() -> str | None:
         return "fusermount3 is missing: install Debian's fuse3 (make test does, as root)"
     try:
         import mfusepy  # noqa: F401  (loads libfuse3)
-    except (ImportError, OSError, EnvironmentError) as exc:
+    except (ImportError, OSError) as exc:
         return f"the FUSE binding cannot load libfuse3: {exc}"
     return None
 
@@ -394,7 +394,7 @@ class PowerCutFS:
         self.cuts = 0
         self.last_stats: dict[str, int] = {}
 
-    def __enter__(self) -> "PowerCutFS":
+    def __enter__(self) -> PowerCutFS:
         self.backing.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         self.mount()
@@ -407,7 +407,7 @@ class PowerCutFS:
             self.unmount(keep=True)
         finally:
             if self.daemon is not None:  # the unmount failed: never leave a mount behind in a temp dir
-                subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], capture_output=True)
+                subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], check=False, capture_output=True)
                 self.daemon.kill()
                 self.daemon.wait(10)
                 self.daemon = None
@@ -418,11 +418,10 @@ class PowerCutFS:
             raise FuseUnavailable(problem)
         shutil.rmtree(self.state, ignore_errors=True)
         self.state.mkdir(parents=True)
-        log = open(self.log_path, "ab")
-        self.daemon = subprocess.Popen([sys.executable, __file__, str(self.backing), str(self.mountpoint),
-                                        str(self.state)], stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.daemon = subprocess.Popen([sys.executable, __file__, str(self.backing), str(self.mountpoint),
+                                            str(self.state)], stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
         deadline = time.monotonic() + timeout
         while not os.path.ismount(self.mountpoint):
             if self.daemon.poll() is not None:
@@ -438,13 +437,15 @@ class PowerCutFS:
         """Unmount; keep=False drops everything that was not durable (the caller has killed the mount's users)."""
         assert self.daemon is not None
         (self.state / ON_EXIT).write_text("keep" if keep else "cut")
-        for attempt in range(100):
-            done = subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True, text=True)
+        deadline = time.monotonic() + 60
+        while True:
+            done = subprocess.run(["fusermount3", "-u", str(self.mountpoint)], check=False, capture_output=True,
+                                  text=True)
             if done.returncode == 0:
                 break
-            if "busy" not in done.stderr or attempt == 99:
+            if "busy" not in done.stderr or time.monotonic() > deadline:
                 raise RuntimeError(f"fusermount3 -u failed: {done.stderr}")
-            time.sleep(0.05)  # a killed process's last close still in flight
+            time.sleep(0.05)  # a killed process (an image process of the server) not yet gone
         returncode = self.daemon.wait(60)
         self.daemon = None
         if returncode != 0:
