@@ -18,7 +18,7 @@ from PIL import Image
 from photoq import imaging
 from photoq.db import Database
 from photoq.storage import Storage
-from photoq.tus import ResumableUploads
+from photoq.resumable import ResumableUploads
 
 from .powercut_fs import PowerCutFS
 from .support import jpeg
@@ -137,3 +137,4 @@ def test_the_workers_bookkeeping_is_synced_at_least_every_second_of_activity(fs)
     fs.power_cut()
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT status FROM jobs ORDER BY id").fetchall() == [("processing",), ("processing",)]
+
