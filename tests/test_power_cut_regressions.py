@@ -17,8 +17,8 @@ from PIL import Image
 
 from photoq import imaging
 from photoq.db import Database
-from photoq.storage import Storage
 from photoq.resumable import ResumableUploads
+from photoq.storage import Storage
 
 from .powercut_fs import PowerCutFS
 from .support import jpeg
@@ -138,3 +138,26 @@ def test_the_workers_bookkeeping_is_synced_at_least_every_second_of_activity(fs)
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT status FROM jobs ORDER BY id").fetchall() == [("processing",), ("processing",)]
 
+
+async def test_unstaging_removes_the_files_before_the_rows_are_committed_away(tmp_path):
+    """The other order leaves a moment (commit done, files not yet removed) in which a power cut keeps files that no
+    row names any more."""
+    storage = Storage(tmp_path / "data")
+    storage.prepare()
+    db = Database(storage.database_path)
+    await db.open()
+    seen_rows = []
+
+    async def remove_files(relpaths: list[str]) -> None:
+        with closing(sqlite3.connect(f"file:{storage.database_path}?mode=ro", uri=True)) as conn:
+            seen_rows.append(conn.execute("SELECT count(*) FROM staged_files").fetchone()[0])
+        await storage.remove_relpaths(relpaths)
+
+    try:
+        await db.stage_files([(storage.original_relpath("12" * 32, "jpeg"), "12" * 32)], now=0.0)
+        await db.unstage(None, remove_files)
+        assert seen_rows == [1]  # still committed while the files go
+    finally:
+        await db.close()
+    with closing(sqlite3.connect(storage.database_path)) as conn:
+        assert conn.execute("SELECT count(*) FROM staged_files").fetchone() == (0,)
