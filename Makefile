@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser
+.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser fuse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,16 @@ run: $(STAMP)
 browser:
 	@bash .ci/ensure-chromium
 
+# The power-cut tests mount a FUSE filesystem (tests/powercut_fs.py); install fuse3 when missing and we may.
+fuse:
+	@bash .ci/ensure-fuse
+
 # The gate: ruff (rules and reasons in pyproject.toml) and mypy on photoq/. `make test` runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check
 	$(BIN)/mypy
 
-test: lint $(STAMP) browser
+test: lint $(STAMP) browser fuse
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
