@@ -410,7 +410,8 @@ _HUFFMAN_DCT_SOF = frozenset({0xC0, 0xC1, 0xC2})  # baseline, extended sequentia
 # hierarchical or arithmetic-coded
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xDA)})  # TEM, RSTn, SOI, EOI: no length field
 # In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing) or is a marker; RSTn markers stay inside a scan.
-_MARKER_AFTER_SCAN = re.compile(rb"\xff+([^\x00\xd0-\xd7\xff])")
+# (A literal first byte lets the regex engine skip ahead at memchr speed: 1 ms for a 3 MB file, not 23 ms.)
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 @dataclass(frozen=True)
@@ -484,7 +485,8 @@ def jpeg_layout(data: bytes | mmap.mmap, count_scans: bool = True) -> JpegLayout
         found = _MARKER_AFTER_SCAN.search(data, pos)
         if found is None:
             break
-        marker, start = found.group(1)[0], found.start(1) - 1
+        start = found.start()
+        marker = data[start + 1]
         if marker == 0xD9:  # EOI (whatever follows, e.g. a phone's second picture, is not this image)
             break
         if marker in _STANDALONE_MARKERS or start + 4 > size:
