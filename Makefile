@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test bench bench-load bench-memory pyz clean browser
+.PHONY: run test bench bench-load bench-memory pyz clean browser jpegtran
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,14 @@ run: $(STAMP)
 browser:
 	@bash .ci/ensure-chromium
 
-test: $(STAMP) browser
+# tests/test_fast_jpeg.py recodes a JPEG with libjpeg-turbo's jpegtran (arithmetic coding): Debian's
+# libjpeg-turbo-progs, installed when missing and we may (the test is skipped without it).
+jpegtran:
+	@command -v jpegtran >/dev/null || [ "$$(id -u)" -ne 0 ] || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null 2>&1 || \
+	  { apt-get update >/dev/null && apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null; }; }
+
+test: $(STAMP) browser jpegtran
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
