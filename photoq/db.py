@@ -431,13 +431,13 @@ class Database:
     async def next_runnable_job(self, now: float) -> NextJob | None:
         """The job the next claim would take, with its photo's size (what the memory budget needs to know)."""
         row = await self._read_one(
-            """SELECT j.id, j.kind, p.width, p.height, p.format FROM jobs j INDEXED BY jobs_runnable
+            """SELECT j.id, j.kind, p.width, p.height, p.format, p.sha256 FROM jobs j INDEXED BY jobs_runnable
                JOIN photos p ON p.id = j.photo_id
                WHERE j.status = 'pending' AND j.run_at <= ? ORDER BY j.priority, j.run_at, j.id LIMIT 1""",
             (now,),
         )
         return None if row is None else NextJob(row["id"], JobKind(row["kind"]), row["width"], row["height"],
-                                                row["format"])
+                                                row["format"], row["sha256"])
 
     async def unfinished_jobs_by_kind(self) -> dict[str, int]:
         rows = await self._read_all(f"SELECT kind, count(*) AS n FROM jobs WHERE status IN {UNFINISHED} GROUP BY kind")

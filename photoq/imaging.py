@@ -978,19 +978,66 @@ def _draft_jpeg(im: ImageFile.ImageFile, target: tuple[int, int]):
 _PEAK_BYTES_PER_PIXEL = 4  # Pillow keeps RGB as RGBX; counting grey images the same errs on the safe side
 _CODEC_BUFFER_BYTES = 8 * 1024 * 1024  # libjpeg/libwebp/zlib working memory and allocator slack, measured generously
 # Copies of the decoded picture alive at the peak, by source format (measured with `make bench-memory` and
-# tests/test_memory_budget.py): libjpeg decodes straight into Pillow's image; other decoders may be followed by a
-# mode conversion while the decoded copy still exists; libwebp decodes into a buffer of its own, which Pillow
-# copies, and both live through that conversion (about 16 bytes per pixel).
+# tests/test_memory_budget.py): libjpeg decodes straight into Pillow's image (or, scaled by simplejpeg, into a buffer
+# Pillow shares); other decoders may be followed by a mode conversion while the decoded copy still exists (16-bit
+# greyscale: 2 + 2 + 1 bytes per pixel); libwebp decodes into a buffer of its own, which Pillow copies, and both
+# live through that conversion (about 16 bytes per pixel).
 _DECODED_COPIES = {"jpeg": 1, "webp": 4}
 
 
-def estimated_peak_bytes(width: int, height: int, fmt: str, specs: Sequence[OutputSpec]) -> int:
+@dataclass(frozen=True)
+class DecodeFacts:
+    """What a source's header says about its decoder's memory beyond the decoded picture (see decode_facts)."""
+
+    decoder_bytes: int = 0  # held by the decoder itself while it runs
+
+
+def decode_facts(path: str, fmt: str) -> DecodeFacts:
+    """Read the header facts estimated_peak_bytes needs beyond size and format; empty when there are none or the
+    header cannot be read (render reports bad files; the estimate is not the place).
+
+    - a progressive JPEG: libjpeg keeps every DCT coefficient of the image from the first scan to the last, two
+      bytes per coefficient, however small the decode is scaled (a 12000 x 12000 4:4:4 one: 824 MiB);
+    - a compressed TIFF: libtiff decodes a whole strip or tile into a buffer of its own, and writers may put the whole
+      image (16-bit: 6 bytes per pixel) into one strip.
+    """
+    try:
+        with open(path, "rb") as fp:
+            if fmt == "jpeg":
+                with _map_file(fp) as data:
+                    layout = jpeg_layout(data, count_scans=False)
+                return DecodeFacts(layout.coefficient_bytes() if layout is not None else 0)
+            if fmt == "tiff":
+                return DecodeFacts(_tiff_strip_bytes(TiffImagePlugin.TiffImageFile(fp)))
+    except Exception as exc:
+        if _is_environment_error(exc) and not isinstance(exc, FileNotFoundError):
+            raise
+    return DecodeFacts()
+
+
+def _tiff_strip_bytes(im: TiffImagePlugin.TiffImageFile) -> int:
+    tags = im.tag_v2
+    width, height = _stored_size(im)
+    bits = tags.get(TiffImagePlugin.BITSPERSAMPLE, (8,))
+    bits_per_pixel = sum(bits) if isinstance(bits, tuple) else int(bits) * int(tags.get(
+        TiffImagePlugin.SAMPLESPERPIXEL, 1))
+    if TiffImagePlugin.TILEWIDTH in tags:
+        return -(-int(tags[TiffImagePlugin.TILEWIDTH]) * bits_per_pixel // 8) * int(tags[TiffImagePlugin.TILELENGTH])
+    rows = min(int(tags.get(TiffImagePlugin.ROWSPERSTRIP, height)), height)
+    return -(-width * bits_per_pixel // 8) * rows
+
+
+def estimated_peak_bytes(
+    width: int, height: int, fmt: str, specs: Sequence[OutputSpec], facts: DecodeFacts | None = None
+) -> int:
     """Pixel memory ``render`` holds at its peak for a source of this displayed size and format.
 
     Mirrors what render does: the decode (drafted by libjpeg to 1/2..1/8 when at least twice the largest output;
-    other formats count more than once, see _DECODED_COPIES),
-    resize's integer pre-reduction and one-axis intermediate, the largest output with its upright and sRGB copies,
-    and every smaller output. Conservative: real use is at most this, usually well below.
+    scaled by libjpeg-turbo to M/8 otherwise, which is never larger, so the full size is counted; other formats count
+    more than once, see _DECODED_COPIES), what the decoder itself holds (``facts``, from decode_facts: a
+    progressive JPEG's coefficients, a TIFF's strip buffer), resize's integer pre-reduction and one-axis
+    intermediate, the largest output with its upright and sRGB copies, and every smaller output. Conservative: real
+    use is at most this, usually well below.
     """
     if not specs or width <= 0 or height <= 0:
         return 0
@@ -1007,7 +1054,8 @@ def estimated_peak_bytes(width: int, height: int, fmt: str, specs: Sequence[Outp
     reduced = (-(-decoded_w // factor_w)) * reduced_h if factor_w > 1 or factor_h > 1 else 0
     intermediate = target_w * reduced_h
     outputs = 2 * target_w * target_h + sum(w * h for w, h in sizes[1:])
-    return _PEAK_BYTES_PER_PIXEL * (decoded + reduced + intermediate + outputs) + _CODEC_BUFFER_BYTES
+    decoder = facts.decoder_bytes if facts is not None else 0
+    return _PEAK_BYTES_PER_PIXEL * (decoded + reduced + intermediate + outputs) + decoder + _CODEC_BUFFER_BYTES
 
 
 def _to_8bit_working_mode(im: Image.Image, icc_profile: bytes | None) -> Image.Image:
@@ -1278,6 +1326,7 @@ def init_worker(max_pixels: int, niceness: int = 0) -> None:
     if niceness:
         os.nice(niceness)
     Image.MAX_IMAGE_PIXELS = max_pixels
+    _fast_jpeg_decoder()  # imported (or found missing, and logged) once, before the first job
     # A truncated upload must fail as CorruptImage, never render half grey.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     # libjpeg-turbo, libwebp (as Pillow drives it), zlib and lcms2 are already
