@@ -84,13 +84,14 @@ def takes_fast_path(source: str, target: tuple[int, int]) -> bool:
 
 
 @pytest.mark.parametrize(("size", "target", "eighths"), [
-    ((4000, 3000), (2160, 1620), 5),  # 12 MP to the 2160 px display size: 2500 x 1875
+    ((4000, 3000), (2160, 1620), 5),  # 12 MP to the 2160 px display size: 2500 x 1875, 1.16x
     ((4000, 3000), (600, 450), 2),  # ... to the 600 px thumbnail: 1000 x 750
-    ((6000, 4000), (2160, 1440), 3),  # 24 MP: 2250 x 1500
+    ((6000, 4000), (2160, 1440), 4),  # 24 MP: 3/8 leaves only 1.04x; 4/8 is also what draft() gives
+    ((4600, 3450), (2160, 1620), 4),  # 16 MP: 4/8 leaves 1.06x, but draft() decodes at 1/2 too
+    ((3500, 2625), (2160, 1620), 6),  # 9 MP: 5/8 leaves 1.01x
     ((4000, 3000), (4000, 3000), 8),
     ((4000, 3000), (3600, 2700), 8),  # 7/8 is 3500 px: too small
-    ((4001, 3001), (2501, 1876), 5),  # 2500.6 x 1875.6 round up, as libjpeg does
-    ((4000, 3000), (2501, 1875), 6),
+    ((4400, 3300), (2500, 1875), 5),  # 2750 x 2062.5, rounded up as libjpeg does: 1.1x
 ])
 def test_the_smallest_eighth_that_covers_the_largest_output(size, target, eighths):
     assert imaging.jpeg_scale_eighths(size, target) == eighths
