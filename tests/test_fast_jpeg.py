@@ -127,7 +127,7 @@ def test_fast_path_matches_the_fallback(tmp_path, fallback, kind):
 def test_every_exif_orientation_comes_out_the_same(tmp_path, fallback, orientation):
     stored = Image.new("RGB", SOURCE)
     for box, colour in zip([(0, 0, 500, 375), (500, 0, 1000, 375), (0, 375, 500, 750), (500, 375, 1000, 750)],
-                           [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]):
+                           [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)], strict=True):
         stored.paste(colour, box)
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = orientation
@@ -139,7 +139,7 @@ def test_every_exif_orientation_comes_out_the_same(tmp_path, fallback, orientati
     reference = ImageOps.exif_transpose(load(source)).resize(target)
     for x, y in ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
         point = (int(target[0] * x), int(target[1] * y))
-        assert all(abs(a - b) <= 12 for a, b in zip(fast[0].getpixel(point), reference.getpixel(point)))
+        assert all(abs(a - b) <= 12 for a, b in zip(fast[0].getpixel(point), reference.getpixel(point), strict=True))
 
 
 @pytest.mark.parametrize("colorants", [ADOBE_RGB_COLORANTS, DISPLAY_P3_COLORANTS], ids=["Adobe RGB", "Display P3"])
@@ -177,7 +177,7 @@ def test_cmyk_takes_pillows_path(tmp_path, fallback):
     assert not takes_fast_path(source, (600, 450))
     fast, slow = render_both(tmp_path, source, fallback)
     assert_close(fast, slow, 0)
-    assert all(abs(a - b) <= 8 for a, b in zip(fast[0].getpixel((300, 200)), (0, 255, 255)))
+    assert all(abs(a - b) <= 8 for a, b in zip(fast[0].getpixel((300, 200)), (0, 255, 255), strict=True))
 
 
 @pytest.mark.skipif(shutil.which("jpegtran") is None, reason="needs jpegtran (Debian: libjpeg-turbo-progs)")

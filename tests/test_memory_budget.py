@@ -128,8 +128,8 @@ SOURCES = {
     "16-bit grey png": ("png", lambda w, h: grey_16_bit(w, h, 3, "PNG")),
     "16-bit rgb png": ("png", lambda w, h: png_16_bit_rgb(w, h, 3)),
     "tiff": ("tiff", lambda w, h: image_bytes("tiff", w, h, seed=3)),
-    "16-bit tiff, one deflate strip": ("tiff", lambda w, h: grey_16_bit(w, h, 3, "TIFF", compression="tiff_adobe_deflate",
-                                                                       strip_size=2**31 - 1)),
+    "16-bit tiff, one deflate strip": ("tiff", lambda w, h: grey_16_bit(
+        w, h, 3, "TIFF", compression="tiff_adobe_deflate", strip_size=2**31 - 1)),
     "webp": ("webp", lambda w, h: image_bytes("webp", w, h, seed=3)),
     "heic": ("heic", lambda w, h: heic(width=w, height=h, seed=3)),
     "avif": ("avif", lambda w, h: image_bytes("avif", w, h, seed=3)),

@@ -63,10 +63,11 @@ def human_bytes(size: int | None) -> str:
         return ""
     if size < 1024:
         return f"{size} B"
+    scaled = float(size)
     for unit in ("KB", "MB", "GB", "TB"):
-        size /= 1024
-        if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}" if size < 100 else f"{size:.0f} {unit}"
+        scaled /= 1024
+        if scaled < 1024 or unit == "TB":
+            return f"{scaled:.1f} {unit}" if scaled < 100 else f"{scaled:.0f} {unit}"
     return ""  # unreachable
 
 
@@ -152,7 +153,8 @@ def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, float]
     """The thumbnails of a grid image's srcset: those already written (an output added to the configuration is
     served as the whole original until it is rendered, so it is left out meanwhile), or all, unversioned, when none
     is written yet."""
-    ready = [(name, width, written[name]) for name, width in thumbs if name in written]
+    ready: list[tuple[str, int, float | None]] = [(name, width, written[name]) for name, width in thumbs
+                                                  if name in written]
     return ready or [(name, width, None) for name, width in thumbs]
 
 
@@ -409,7 +411,8 @@ async def photo_page(request: web.Request) -> web.Response:
         src, srcset, showing, natural_width = file_url(photo.id, "original"), "", "original", photo.width
     elif photo.thumbnail_status == Status.COMPLETE and (thumbs := thumbnail_specs(settings)):
         largest = outputs.get(thumbs[-1][0])
-        src, srcset, showing = file_url(photo.id, thumbs[-1][0], largest and largest.created_at), "", "thumbnail"
+        written_at = largest.created_at if largest else None
+        src, srcset, showing = file_url(photo.id, thumbs[-1][0], written_at), "", "thumbnail"
         natural_width = largest.width if largest else None
     else:
         src, srcset, showing = None, "", "none"
