@@ -118,3 +118,15 @@ def test_on_a_shared_directory_the_sweep_removes_only_this_machines_dead_uploads
         files[k].name for k in ("live_elsewhere_here", "other_node"))
     assert storage.sweep_temp(everything=True) == 2
     assert not any(storage.tmp.iterdir())
+
+
+def test_only_the_embedded_database_takes_the_lock():
+    from types import SimpleNamespace
+
+    from photoq.config import Settings
+    from photoq.datadir_lock import uses_embedded_database
+
+    assert uses_embedded_database(Settings())
+    assert uses_embedded_database(SimpleNamespace(database=SimpleNamespace(url="")))  # type: ignore[arg-type]
+    cluster = SimpleNamespace(database=SimpleNamespace(url="postgresql://photoq@db/photoq"))
+    assert not uses_embedded_database(cluster)  # type: ignore[arg-type]
