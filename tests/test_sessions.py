@@ -170,6 +170,7 @@ async def test_token_links_are_refused_without_a_session_or_an_echo_of_the_token
     for query in (f"token={TEST_TOKEN}", f"token={TEST_TOKEN}&next=/queue", "token=wrong"):
         async with client.get(f"/login?{query}", allow_redirects=False) as r:
             assert r.status == 400 and COOKIE not in r.cookies and "Location" not in r.headers
+            assert r.headers["Referrer-Policy"] == "no-referrer"  # the page's assets do not get the address
             page = await r.text()
             assert TEST_TOKEN not in page and "photoq login-url" in page
 

@@ -111,4 +111,7 @@ def logged_out() -> web.HTTPSeeOther:
 
 
 def render_login(request: web.Request, target: str, error: str | None, status: int) -> web.Response:
-    return render(request, "login.html", {"next": target, "error": error}, status=status)
+    response = render(request, "login.html", {"next": target, "error": error}, status=status)
+    # Its address may hold a spent code or a refused token: not even our own static files get it as a referrer.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
