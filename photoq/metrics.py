@@ -50,6 +50,14 @@ class Metrics:
                                    "[processing] memory_budget_mb in bytes; 0 means no limit.", registry=r)
         self.memory_waits = Counter("photoq_memory_waits",
                                     "Times the next job waited for running jobs to free memory.", registry=r)
+        # Kept by `photoq serve`'s connection guard (web/connections.py).
+        self.connections_open = Gauge("photoq_connections_open", "Open client connections.", registry=r)
+        self.connections_closed = Counter(
+            "photoq_connections_closed",
+            "Client connections photoq closed to protect itself: 'slow' (headers or body too slow), 'replaced' (by "
+            "a newcomer at the connection cap), 'refused' (at the cap with every connection busy).",
+            ["reason"], registry=r,
+        )
 
     # -- events ----------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import asyncio
 import http.client
 import json
 import logging
+import re
 import resource
 import socket
 import subprocess
@@ -271,3 +272,8 @@ async def test_at_the_connection_cap_waiting_connections_make_room_and_busy_ones
             return (await asyncio.to_thread(raw_get, server.port)).startswith(b"HTTP/1.1 200")
         await until(healthy, timeout=10, what="a free connection")
         streams[1].close()
+        async with session.get("/metrics", headers=AUTH) as r:
+            metrics = await r.text()
+    assert re.search(r'photoq_connections_closed_total\{reason="replaced"\} [1-9]', metrics), metrics
+    assert re.search(r'photoq_connections_closed_total\{reason="refused"\} [1-9]', metrics)
+    assert re.search(r"photoq_connections_open [1-9]", metrics)

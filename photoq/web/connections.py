@@ -37,6 +37,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from ..metrics import Metrics
+
 log = logging.getLogger("photoq.web")
 
 RETRY_AFTER_SECONDS = 5
@@ -175,13 +177,20 @@ class GuardedRequestHandler(RequestHandler):
 
 
 class ConnectionGuard:
-    def __init__(self, limits: ConnectionLimits):
+    def __init__(self, limits: ConnectionLimits, metrics: Metrics | None = None):
         self.limits = limits
         self.connections: set[GuardedRequestHandler] = set()
         self.closed_stalled = 0
         self.replaced = 0
         self.refused = 0
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.connections_open.set_function(lambda: len(self.connections))
         self._task: asyncio.Task | None = None
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        if self._metrics is not None and n:
+            self._metrics.connections_closed.labels(reason=reason).inc(n)
 
     def make_room(self) -> bool:
         """Room for one more connection: at the cap, the one waiting longest without a request is closed.
@@ -191,8 +200,10 @@ class ConnectionGuard:
         victim = self._longest_waiting()
         if victim is None:
             self.refused += 1
+            self._count("refused")
             return False
         self.replaced += 1
+        self._count("replaced")
         self.connections.discard(victim)
         victim.abort()
         return True
@@ -218,6 +229,7 @@ class ConnectionGuard:
             self.connections.discard(handler)
             handler.abort()
         self.closed_stalled += len(stalled)
+        self._count("slow", len(stalled))
         return len(stalled)
 
     async def _watch(self) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..config import Settings
 from .connections import AcceptErrorThrottle, ConnectionGuard, ConnectionLimits, GuardedSite, usable_connection_limit
+from .keys import METRICS
 
 log = logging.getLogger("photoq")
 
@@ -36,7 +37,7 @@ async def _serve(app: web.Application, settings: Settings, access_log_class: Any
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    guard = ConnectionGuard(limits)
+    guard = ConnectionGuard(limits, metrics=app[METRICS])
     await runner.setup()
     try:
         await GuardedSite(runner, server.host, server.port, guard, handler_args).start()
