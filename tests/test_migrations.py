@@ -24,8 +24,11 @@ def version_2_schema() -> str:
 
 def version_3_schema() -> str:
     """schema.sql as it was at version 3: ids without AUTOINCREMENT, no jobs.lease_token, no outputs.source_sha256
-    (MIGRATIONS[2])."""
-    sql, count = re.subn(r"\n\s*(lease_token|source_sha256)\s+TEXT,\s*--[^\n]*\(v4\)", "", schema_sql())
+    (MIGRATIONS[2]) and no sessions or login_codes tables (MIGRATIONS[3])."""
+    sql, count = re.subn(r"\n--[^\n]*\(v5\)[^\n]*\n(?:--[^\n]*\n)*CREATE TABLE (sessions|login_codes) \(.*?\) WITHOUT ROWID;", "",
+                         schema_sql(), flags=re.S)
+    assert count == 2
+    sql, count = re.subn(r"\n\s*(lease_token|source_sha256)\s+TEXT,\s*--[^\n]*\(v4\)", "", sql)
     assert count == 2
     sql, count = re.subn(r"INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY", sql)
     assert count == 4
@@ -56,7 +59,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 4
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -83,7 +86,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == 4
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -98,12 +101,27 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     assert_same_columns_as_a_new_database(path)
 
 
+async def test_a_version_3_database_gets_the_session_tables(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(path, version_3_schema(), 3)
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        await db.insert_session("h" * 64, 1.0, 100.0)
+        assert await db.get_session("h" * 64) == (1.0, 1.0, 100.0)
+        assert (await db.get_album(1)).name == "Old"
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+
+
 def assert_same_columns_as_a_new_database(path) -> None:
     """The migrated tables have the same columns, in the same order, as a new database's."""
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("albums", "photos", "outputs", "jobs", "job_attempts"):
+    for table in ("albums", "photos", "outputs", "jobs", "job_attempts", "sessions", "login_codes"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
@@ -139,7 +157,7 @@ async def test_a_version_3_database_never_hands_out_an_id_it_handed_out_before(t
     db = Database(path, id_floors=lambda: {"photos": 7, "albums": 4})  # a variant folder 7, a tus upload for album 4
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 4
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
         assert (await db.get_photo(5)).filename == "p.jpg"  # the rows are kept
         album = await db.create_album("New", 5.0)
         assert album.id == 5

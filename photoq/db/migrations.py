@@ -38,6 +38,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 3 -> 4: ids are never reused (AUTOINCREMENT; the tables are rebuilt), a claim writes a lease token that fences
     # the job's result, an output remembers the original it was rendered from.
     Migration(lambda conn, version, floors: _never_reuse_ids(conn, version, floors)),
+    # 4 -> 5: web sessions and one-time login codes, server-side and revocable (only their SHA-256 is stored).
+    Migration(
+        "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, last_seen_at REAL NOT NULL, "
+        "expires_at REAL NOT NULL) WITHOUT ROWID; "
+        "CREATE TABLE login_codes (code_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, expires_at REAL NOT NULL) "
+        "WITHOUT ROWID"
+    ),
 )
 SCHEMA_VERSION = SCHEMA_VERSION_BASE + len(MIGRATIONS)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from ..models import Album, Photo, Status, clean_album_name, iso, original_versi
 from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
+from .uploads import MultipartFiles, upload_answer
 
 routes = web.RouteTableDef()
 
@@ -178,9 +180,11 @@ async def upload_photos(request: web.Request) -> web.Response:
     except (ValueError, AssertionError, KeyError) as exc:
         raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
     try:
-        status, body = await ingest.receive(reader, album_id)
+        async with contextlib.aclosing(MultipartFiles(reader, request.app[CONFIG].upload).parts()) as files:
+            outcomes = await ingest.receive(album_id, files)
     finally:
         ingest.keep_batch_open(album_id, batch)
+    status, body = upload_answer(outcomes)
     return web.json_response(body, status=status)
 
 
