@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser fuse jpegtran
+.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser fuse jpegtran postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: $(STAMP)
 # The web UI tests drive Debian's Chromium; install it when missing and we may.
 browser:
 	@bash .ci/ensure-chromium
+
+# The suite starts a throwaway PostgreSQL of its own (tests/postgres.py); install Debian's server when missing.
+postgresql:
+	@bash .ci/ensure-postgresql
 
 # The power-cut tests mount a FUSE filesystem (tests/powercut_fs.py); install fuse3 when missing and we may.
 fuse:
@@ -40,7 +44,7 @@ jpegtran:
 	  apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null 2>&1 || \
 	  { apt-get update >/dev/null && apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null; }; }
 
-test: lint $(STAMP) browser fuse jpegtran
+test: lint $(STAMP) browser fuse jpegtran postgresql
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # PyTurboJPEG (compared with simplejpeg) loads Debian's libturbojpeg0; without it that column reads n/a.

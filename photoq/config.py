@@ -91,6 +91,9 @@ class ProcessingSettings:
     avif_speed: int = 8  # AVIF encoder speed 0 (slowest, smallest) to 10, for outputs in the avif format
     # A job starts only when its estimated peak fits beside the running ones; 0 = no limit. Default: half the RAM.
     memory_budget_mb: int = field(default_factory=default_budget_mb)
+    # The most memory one image process may take for a job beyond what it holds idle; past it the job fails with
+    # MemoryError (counted against that file) instead of the kernel's OOM killer choosing a process. 0 = no limit.
+    image_process_memory_mb: int = 0
 
 
 @dataclass(frozen=True)

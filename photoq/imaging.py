@@ -1333,8 +1333,23 @@ def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
 # --------------------------------------------------------------------------- workers
 
 
-def init_worker(max_pixels: int, niceness: int = 0) -> None:
+def _limit_address_space(extra_bytes: int) -> None:
+    import resource
+
+    with open("/proc/self/statm") as statm:
+        current = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = current + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+
+
+def init_worker(max_pixels: int, niceness: int = 0, memory_limit_bytes: int = 0) -> None:
     """ProcessPoolExecutor initializer: per-child Pillow settings.
+
+    ``memory_limit_bytes`` (0: none) caps the address space the child may add to what it holds now, so a decode
+    too big for the machine raises MemoryError in this child rather than waking the kernel's OOM killer.
 
     ``niceness`` is added to the child's nice value: image work is background work, and a lower priority keeps the
     web process answering uploads and live progress promptly while every core renders. It costs no throughput, since
@@ -1342,6 +1357,8 @@ def init_worker(max_pixels: int, niceness: int = 0) -> None:
     """
     if niceness:
         os.nice(niceness)
+    if memory_limit_bytes:
+        _limit_address_space(memory_limit_bytes)
     Image.MAX_IMAGE_PIXELS = max_pixels
     _fast_jpeg_decoder()  # imported (or found missing, and logged) once, before the first job
     # A truncated upload must fail as CorruptImage, never render half grey.

@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from .config import QueueSettings
 from .db import Database
@@ -27,16 +28,29 @@ PRUNE_INTERVAL_SECONDS = 3600.0  # complete jobs older than [queue] keep_done_da
 IDLE_RECHECK_SECONDS = 30.0  # an idle worker looks again at least this often (e.g. after `photoq retry-failed`)
 
 
+class Failure(StrEnum):
+    """Why an attempt failed, which decides what happens next (DESIGN: failures that follow one file count against
+    that file; only causes that span different photos, or the environment, open the circuit breaker)."""
+
+    UNREADABLE = "unreadable"  # the file cannot be decoded (corrupt, truncated, unsupported): fails for good at once
+    FILE = "file"  # follows the file (MemoryError, an unexpected error): retried with backoff, never opens the breaker
+    SUSPECT = "suspect"  # a crash, a timeout, a missing file: retried; opens the breaker only across different photos
+    ENVIRONMENT = "environment"  # disk full, storage I/O, the database gone: retried; opens the breaker by itself
+
+
 class CircuitBreaker:
-    """Opens after `threshold` consecutive system failures (full disk, broken pool...) and stays open for
-    `cooldown` seconds, so one broken disk does not burn every queued job's attempts. After the cooldown one
-    job is let through (half-open): success closes the breaker, another failure opens it again."""
+    """Opens after `threshold` consecutive failures that are the system's rather than one photo's, and stays open for
+    `cooldown` seconds, so one broken disk does not burn every queued job's attempts. Environment failures count
+    at once; crashes and timeouts count only once they have hit `threshold` different photos in a row (one huge
+    file crashing its image process again and again is that file's problem). After the cooldown one job is let
+    through (half-open): success closes the breaker, another such failure opens it again."""
 
     def __init__(self, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic):
         self.threshold = threshold
         self.cooldown = cooldown
         self._clock = clock
         self.consecutive_failures = 0
+        self._suspect_photos: set[int] = set()
         self._open_until: float | None = None
         self.last_error: str | None = None
 
@@ -54,14 +68,20 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         self.consecutive_failures = 0
+        self._suspect_photos.clear()
         self._open_until = None
         self.last_error = None
 
-    def record_system_failure(self, error: str) -> bool:
-        """Count a failure; True when this opened the breaker."""
+    def record_failure(self, photo_id: int | None, cause: Failure, error: str) -> bool:
+        """Count a failed attempt of `photo_id` (None: not one photo's); True when this opened the breaker."""
+        if cause in (Failure.UNREADABLE, Failure.FILE):
+            return False
         self.consecutive_failures += 1
         self.last_error = error
-        if self.state == "half_open" or self.consecutive_failures >= self.threshold:
+        if cause == Failure.SUSPECT and photo_id is not None:
+            self._suspect_photos.add(photo_id)
+        tripped = cause == Failure.ENVIRONMENT or photo_id is None or len(self._suspect_photos) >= self.threshold
+        if self.state == "half_open" or (tripped and self.consecutive_failures >= self.threshold):
             self._open_until = self._clock() + self.cooldown
             return True
         return False
@@ -212,16 +232,14 @@ class JobQueue:
         self._publish([state])
         return state
 
-    async def fail(self, job: Job, error: str, system_fault: bool) -> PhotoState | None:
-        """Record a failed attempt: retry later with backoff, or dead-letter after max attempts."""
+    async def fail(self, job: Job, error: str, cause: Failure) -> PhotoState | None:
+        """Record a failed attempt: retry later with backoff, or dead-letter after max attempts (at once for a file
+        that cannot be decoded: trying again cannot help)."""
         self.throughput.finished(job.id, completed=False)
-        if system_fault and self.breaker.record_system_failure(error):
-            self._publish_queue_state()
-            log.error("circuit breaker open for %.0fs after %d consecutive system failures; last: %s",
-                      self.breaker.cooldown, self.breaker.consecutive_failures, error)
+        self.record_failure(job.photo_id, cause, error)
         now = self.clock()
         retry_at = None
-        if job.attempts < job.max_attempts:
+        if cause != Failure.UNREADABLE and job.attempts < job.max_attempts:
             retry_at = now + self.backoff.delay(job.attempts)
         state = await self.db.fail_job(job, error, retry_at, now)
         if state is not None:
@@ -237,6 +255,13 @@ class JobQueue:
         self._notify()
         return state
 
+    def record_failure(self, photo_id: int | None, cause: Failure, error: str) -> None:
+        """Tell the circuit breaker about a failure (also one that could not be recorded: the database gone)."""
+        if self.breaker.record_failure(photo_id, cause, error):
+            self._publish_queue_state()
+            log.error("circuit breaker open for %.0fs after %d consecutive system failures; last: %s",
+                      self.breaker.cooldown, self.breaker.consecutive_failures, error)
+
     async def release(self, job: Job) -> None:
         """Hand back a job interrupted by shutdown, attempt refunded."""
         self.throughput.finished(job.id, completed=False)
@@ -247,7 +272,7 @@ class JobQueue:
         expired = await self.db.expired_leases(self.clock())
         for job in expired:
             await self.fail(job, "The worker stopped responding before the job finished (lease expired).",
-                            system_fault=False)
+                            Failure.FILE)
         return len(expired)
 
     async def prune_finished_jobs(self) -> int:

@@ -21,7 +21,7 @@ from . import imaging
 from .config import Output, Settings
 from .memory_budget import MIB, MemoryBudget
 from .models import ClaimedJob, Job, JobKind, OutputFile, Status
-from .queue import JobQueue
+from .queue import Failure, JobQueue
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class ImageProcess:
                 max_workers=1,
                 mp_context=_process_context(),
                 initializer=imaging.init_worker,
-                initargs=(self._settings.upload.max_pixels, IMAGE_PROCESS_NICENESS),
+                initargs=(self._settings.upload.max_pixels, IMAGE_PROCESS_NICENESS,
+                          self._settings.processing.image_process_memory_mb * MIB),
                 max_tasks_per_child=self._settings.processing.max_tasks_per_child,
             )
         return self._executor
@@ -287,9 +288,11 @@ class WorkerPool:
             await self.queue.release(job)
             log.info("job %d (%s of photo %d) interrupted by shutdown; it runs again at the next start",
                      job.id, job.kind, job.photo_id)
-        except Exception:
-            # Recording the outcome failed (database locked too long, disk full, I/O error). The worker must live
-            # on: the job keeps its lease, which is no longer renewed, so the sweep gives it another attempt.
+        except Exception as exc:
+            # Recording the outcome failed (database locked too long or gone, disk full, I/O error). The worker must
+            # live on: the job keeps its lease, which is no longer renewed, so the sweep gives it another attempt;
+            # the environment is at fault, so the breaker hears of it.
+            self.queue.record_failure(None, Failure.ENVIRONMENT, f"Could not record a job's outcome: {exc}")
             log.exception("could not record the outcome of job %d (%s of photo %d); it runs again once its lease "
                           "expires", job.id, job.kind, job.photo_id)
         finally:
@@ -308,29 +311,29 @@ class WorkerPool:
             results = await self._processes[slot].render(
                 source, specs, str(dest), placeholder=job.kind == JobKind.THUMBNAIL)
         except imaging.ImageError as exc:
-            return await self._fail(job, str(exc), system_fault=False)
+            return await self._fail(job, str(exc), Failure.UNREADABLE)
         except TimeoutError:
             self._processes[slot].discard(kill=True)
             return await self._fail(
                 job, f"Processing took longer than {self.settings.processing.job_timeout_seconds:.0f} seconds "
-                     "and was stopped.", system_fault=False,
+                     "and was stopped.", Failure.SUSPECT,
             )
         except BrokenProcessPool:
             self._processes[slot].discard(kill=True)
             return await self._fail(
-                job, "The image process stopped unexpectedly (killed, crashed or out of memory).", system_fault=True
+                job, "The image process stopped unexpectedly (killed, crashed or out of memory).", Failure.SUSPECT
             )
         except FileNotFoundError as exc:
             missing = "The original file is missing from storage." if exc.filename == source else (
                 f"A file vanished while the outputs were written ({exc.strerror or exc}).")
-            return await self._fail(job, missing, system_fault=True)
+            return await self._fail(job, missing, Failure.SUSPECT)
         except OSError as exc:
-            return await self._fail(job, f"Storage error: {exc.strerror or exc}.", system_fault=True)
+            return await self._fail(job, f"Storage error: {exc.strerror or exc}.", Failure.ENVIRONMENT)
         except MemoryError:
-            return await self._fail(job, "Not enough memory to process this image.", system_fault=True)
+            return await self._fail(job, "Not enough memory to process this image.", Failure.FILE)
         except Exception as exc:  # never let one job end a worker
             log.exception("job %d failed unexpectedly", job.id)
-            return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
+            return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", Failure.FILE)
         outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes, r.placeholder, format=spec.format,
                               spec=self._fingerprints[spec.name], source_sha256=claimed.sha256)
                    for r, spec in zip(results, specs, strict=True)]
@@ -358,9 +361,9 @@ class WorkerPool:
         stray = [(o.name, o.format) for o in outputs if o.name not in recorded and o.format is not None]
         await self.storage.remove_outputs(job.photo_id, stray)
 
-    async def _fail(self, job: Job, error: str, system_fault: bool) -> str:
-        await self.queue.fail(job, error, system_fault=system_fault)
-        return "retry" if job.attempts < job.max_attempts else "failed"
+    async def _fail(self, job: Job, error: str, cause: Failure) -> str:
+        await self.queue.fail(job, error, cause)
+        return "retry" if cause != Failure.UNREADABLE and job.attempts < job.max_attempts else "failed"
 
     async def _keep_leases(self) -> None:
         interval = self.settings.queue.lease_seconds / 3

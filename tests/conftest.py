@@ -59,3 +59,21 @@ async def album(client) -> int:
     async with client.post("/api/albums", json={"name": "Test"}, headers=AUTH) as response:
         assert response.status == 201
         return (await response.json())["id"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL for the whole session (see tests/postgres.py); fails loudly when it cannot start."""
+    from .postgres import start_postgres, stop_postgres
+
+    server = start_postgres()
+    yield server
+    stop_postgres(server)
+
+
+@pytest.fixture
+async def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the shared server."""
+    from .postgres import fresh_database
+
+    return await fresh_database(postgres_server)

@@ -182,8 +182,9 @@ class SQLiteCatalogue(SQLiteConnection):
         return [rows.photo(r) for r in found]
 
     async def adjacent_photo_ids(self, album_id: int, photo_id: int) -> tuple[int | None, int | None]:
-        newer = await self._read_scalar("SELECT min(id) FROM photos WHERE album_id = ? AND id > ?", (album_id, photo_id))
-        older = await self._read_scalar("SELECT max(id) FROM photos WHERE album_id = ? AND id < ?", (album_id, photo_id))
+        params = (album_id, photo_id)
+        newer = await self._read_scalar("SELECT min(id) FROM photos WHERE album_id = ? AND id > ?", params)
+        older = await self._read_scalar("SELECT max(id) FROM photos WHERE album_id = ? AND id < ?", params)
         return newer, older
 
     async def photo_outputs(self, photo_id: int) -> dict[str, OutputFile]:
@@ -221,7 +222,8 @@ class SQLiteCatalogue(SQLiteConnection):
         if not ids:
             return {}
         found = await self._read_all(
-            "SELECT p.id, p.filename, p.album_id, a.name AS album_name FROM photos p JOIN albums a ON a.id = p.album_id "
+            "SELECT p.id, p.filename, p.album_id, a.name AS album_name "
+            "FROM photos p JOIN albums a ON a.id = p.album_id "
             f"WHERE p.id IN ({','.join('?' * len(ids))})",
             ids,
         )

@@ -72,6 +72,7 @@ class SQLiteConnection(Store):
     @staticmethod
     async def _sha256_referenced(tx: Transaction, sha256: str) -> bool:
         return bool(await tx.scalar(
-            "SELECT EXISTS(SELECT 1 FROM photos WHERE sha256 = ?) OR EXISTS(SELECT 1 FROM staged_files WHERE sha256 = ?)",
+            "SELECT EXISTS(SELECT 1 FROM photos WHERE sha256 = ?) "
+            "OR EXISTS(SELECT 1 FROM staged_files WHERE sha256 = ?)",
             (sha256, sha256),
         ))

@@ -35,7 +35,8 @@ class SQLiteJobs(SQLiteConnection):
     # are already fsynced), while anything a client was told about (uploads, albums, retries) commits with FULL.
 
     async def claim_jobs(self, now: float, lease_until: float, limit: int) -> tuple[list[ClaimedJob], list[PhotoState]]:
-        return await self.writer.execute_write_fn(lambda conn: _claim_jobs(conn, now, lease_until, limit), durable=False)
+        return await self.writer.execute_write_fn(
+            lambda conn: _claim_jobs(conn, now, lease_until, limit), durable=False)
 
     async def claim_job(self, job_id: int, now: float, lease_until: float) -> tuple[list[ClaimedJob], list[PhotoState]]:
         return await self.writer.execute_write_fn(
@@ -62,7 +63,8 @@ class SQLiteJobs(SQLiteConnection):
                    WHERE status = 'processing' RETURNING id""",
                 (now, now),
             ).fetchall())
-            conn.execute("UPDATE job_attempts SET finished_at = ?, outcome = 'interrupted' WHERE outcome IS NULL", (now,))
+            conn.execute(
+                "UPDATE job_attempts SET finished_at = ?, outcome = 'interrupted' WHERE outcome IS NULL", (now,))
             for column in KIND_COLUMN.values():
                 conn.execute(f"UPDATE photos SET {column} = 'pending' WHERE {column} = 'processing'")
             return count
@@ -162,7 +164,8 @@ class SQLiteJobs(SQLiteConnection):
             await self._requeue(tx, [(photo_id, k) for k in failed_kinds], now, max_attempts)
             state = await tx.fetchone(
                 f"""UPDATE photos SET
-                        thumbnail_status = CASE WHEN thumbnail_status = 'failed' THEN 'pending' ELSE thumbnail_status END,
+                        thumbnail_status = CASE WHEN thumbnail_status = 'failed' THEN 'pending'
+                                                ELSE thumbnail_status END,
                         variant_status = CASE WHEN variant_status = 'failed' THEN 'pending' ELSE variant_status END,
                         error = NULL
                     WHERE id = ? RETURNING {PHOTO_STATE_COLUMNS}""",
@@ -180,7 +183,8 @@ class SQLiteJobs(SQLiteConnection):
             await self._requeue(tx, parts, now, max_attempts)
             states = [rows.photo_state(r) for r in await tx.fetchall(
                 f"""UPDATE photos SET
-                        thumbnail_status = CASE WHEN thumbnail_status = 'failed' THEN 'pending' ELSE thumbnail_status END,
+                        thumbnail_status = CASE WHEN thumbnail_status = 'failed' THEN 'pending'
+                                                ELSE thumbnail_status END,
                         variant_status = CASE WHEN variant_status = 'failed' THEN 'pending' ELSE variant_status END,
                         error = NULL
                     WHERE processing_status = 'failed' RETURNING {PHOTO_STATE_COLUMNS}"""

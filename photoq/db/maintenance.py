@@ -95,7 +95,8 @@ class SQLiteMaintenance(SQLiteConnection):
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(photo_id, kind) DO UPDATE SET status = 'pending', attempts = 0,
                    max_attempts = excluded.max_attempts, run_at = excluded.run_at, lease_expires_at = NULL,
-                   lease_token = NULL, last_error = NULL, updated_at = excluded.updated_at, outputs = excluded.outputs""",
+                   lease_token = NULL, last_error = NULL, updated_at = excluded.updated_at,
+                   outputs = excluded.outputs""",
             (photo_id, str(kind), PRIORITY[kind], max_attempts, now, now, now,
              None if wanted is None else json.dumps(wanted)),
         )

@@ -183,7 +183,8 @@ def _never_reuse_ids(conn: sqlite3.Connection, version: int, floors: IdFloors) -
             conn.execute("ALTER TABLE outputs ADD COLUMN source_sha256 TEXT")
             broken = conn.execute("PRAGMA foreign_key_check").fetchall()
             if broken:
-                raise RuntimeError(f"schema version {version}: rows refer to missing rows: {[tuple(r) for r in broken]}")
+                rows = [tuple(r) for r in broken]
+                raise RuntimeError(f"schema version {version}: rows refer to missing rows: {rows}")
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")
         except BaseException:
