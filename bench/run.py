@@ -391,15 +391,17 @@ def e2e_md(e) -> list[str]:
            "files in a warmed-up pool of the same size, per photo `open`, `exif_transpose`, then per output `copy()` + "
            "`thumbnail(LANCZOS)` + WebP q80 with the encoder's default method (4), no fsync.", "",
            "| workers | photos | service photos/min | bare pool photos/min | service / bare | naive Pillow pool "
-           "photos/min | service / naive | upload phase s |",
-           "|---|---|---|---|---|---|---|---|"]
+           "photos/min | service / naive | upload phase s | server CPU ms/photo | image CPU ms/photo, service (bare) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for workers, r in e.items():
         if isinstance(r, dict) and "ratio" in r:
             naive = r.get("naive", {}).get("photos_per_min")
             naive_cells = (f"{naive:.1f} | {r['service']['photos_per_min'] / naive:.2f}x" if naive else "- | -")
             out.append(f"| {workers} | {r['service']['photos']} | {r['service']['photos_per_min']:.1f} | "
                        f"{r['bare']['photos_per_min']:.1f} | {r['ratio']:.0%} | {naive_cells} | "
-                       f"{r['service']['upload_seconds']:.1f} |")
+                       f"{r['service']['upload_seconds']:.1f} | {r['service'].get('server_cpu_ms_per_photo', 0):.0f} | "
+                       f"{r['service'].get('image_cpu_ms_per_photo', 0):.0f} "
+                       f"({r['bare'].get('image_cpu_ms_per_photo', 0):.0f}) |")
     return out + [""]
 
 
