@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser jpegtran
+.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser fuse jpegtran
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(STAMP)
 browser:
 	@bash .ci/ensure-chromium
 
+# The power-cut tests mount a FUSE filesystem (tests/powercut_fs.py); install fuse3 when missing and we may.
+fuse:
+	@bash .ci/ensure-fuse
+
 # The gate: ruff (rules and reasons in pyproject.toml) and mypy on photoq/. `make test` runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check
@@ -36,7 +40,7 @@ jpegtran:
 	  apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null 2>&1 || \
 	  { apt-get update >/dev/null && apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null; }; }
 
-test: lint $(STAMP) browser jpegtran
+test: lint $(STAMP) browser fuse jpegtran
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # PyTurboJPEG (compared with simplejpeg) loads Debian's libturbojpeg0; without it that column reads n/a.

@@ -42,7 +42,7 @@ from PIL import (
 from PIL.ExifTags import IFD as ExifIFD
 from PIL.ExifTags import Base as ExifTag
 
-from . import isobmff
+from . import durable, isobmff
 
 log = logging.getLogger(__name__)
 
@@ -863,7 +863,7 @@ def render(
     try:
         with open(source, "rb") as fp:
             largest, plan, icc_profile = _decode_largest(fp, specs)
-        created_dest_dir = _ensure_directory(dest_dir)
+        durable.makedirs(dest_dir, fsync)
         results: dict[int, OutputResult] = {}  # by position in specs
         made = [largest]  # every size made so far, largest first
         for planned in plan:
@@ -880,9 +880,10 @@ def render(
             smallest = plan[-1].index
             results[smallest] = dataclasses.replace(results[smallest], placeholder=thumbhash_base64(image))
         if fsync:
-            _fsync_directory(dest_dir)
-            if created_dest_dir:
-                _fsync_directory(os.path.dirname(os.path.abspath(dest_dir)))
+            # The outputs' names, and the folder's own name: the photo's other job, in another process, may have
+            # created the folder a moment ago and not yet made its name durable.
+            durable.fsync_directory(dest_dir)
+            durable.fsync_directory(os.path.dirname(os.path.abspath(dest_dir)))
         return [results[index] for index in range(len(specs))]  # `plan` has every spec
     finally:
         for path in temp_paths:
@@ -1221,22 +1222,6 @@ def _flatten_onto_white(im: Image.Image) -> Image.Image:
     flat = Image.new("RGB", im.size, (255, 255, 255))
     flat.paste(im, mask=im.getchannel("A"))
     return flat
-
-
-def _ensure_directory(path: str) -> bool:
-    """Create ``path`` (and parents) if missing; True when it had to be created."""
-    if os.path.isdir(path):
-        return False
-    os.makedirs(path, exist_ok=True)
-    return True
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(path: str) -> None:
