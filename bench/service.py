@@ -209,12 +209,32 @@ def client_session() -> aiohttp.ClientSession:
 # -- end to end ---------------------------------------------------------------------------------------------------
 
 
+def process_cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system, every thread) of the process `pid` and of all its descendants together."""
+    try:
+        main = psutil.Process(pid)
+        children = main.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    return process_cpu_seconds(main), sum(process_cpu_seconds(child) for child in children)
+
+
 async def service_throughput(root: Path, workers: int, photos: list[bytes]) -> dict:
     server = start_server(root, f"e2e-{workers}", workers)
+    assert server.process is not None
     try:
         async with client_session() as session:
             album_id = await create_album(session, server.url)
             async with CompletionWatcher(session, server.url) as watcher:
+                server_cpu, image_cpu = tree_cpu_seconds(server.process.pid)
                 start = time.perf_counter()
                 cpu_before = psutil.cpu_times()
                 ids = await upload_all(session, server.url, album_id, photos, concurrency=len(photos))
@@ -222,9 +242,12 @@ async def service_throughput(root: Path, workers: int, photos: list[bytes]) -> d
                 await watcher.wait_for(set(ids), timeout=600)
                 elapsed = time.perf_counter() - start
                 cpu_after = psutil.cpu_times()
+                server_cpu_after, image_cpu_after = tree_cpu_seconds(server.process.pid)
         busy = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
         return {"photos": len(photos), "seconds": elapsed, "upload_seconds": uploaded - start,
-                "photos_per_min": len(photos) / elapsed * 60, "machine_cpu_seconds": busy}
+                "photos_per_min": len(photos) / elapsed * 60, "machine_cpu_seconds": busy,
+                "server_cpu_ms_per_photo": (server_cpu_after - server_cpu) / len(photos) * 1000,
+                "image_cpu_ms_per_photo": (image_cpu_after - image_cpu) / len(photos) * 1000}
     finally:
         server.stop()
 
@@ -254,6 +277,7 @@ def bare_pool_throughput(root: Path, workers: int, sources: list[Path]) -> dict:
     with ProcessPoolExecutor(workers, mp_context=context, initializer=imaging.init_worker,
                              initargs=(settings.upload.max_pixels, image_niceness())) as pool:
         list(pool.map(_warm, range(workers)))
+        _, cpu_before = tree_cpu_seconds(os.getpid())
         start = time.perf_counter()
         futures = [pool.submit(imaging.render, str(src), specs[kind], str(out / kind / str(i)),
                                settings.storage.fsync)
@@ -262,7 +286,9 @@ def bare_pool_throughput(root: Path, workers: int, sources: list[Path]) -> dict:
         for f in futures:
             f.result()
         elapsed = time.perf_counter() - start
-    return {"photos": len(sources), "seconds": elapsed, "photos_per_min": len(sources) / elapsed * 60}
+        _, cpu_after = tree_cpu_seconds(os.getpid())
+    return {"photos": len(sources), "seconds": elapsed, "photos_per_min": len(sources) / elapsed * 60,
+            "image_cpu_ms_per_photo": (cpu_after - cpu_before) / len(sources) * 1000}
 
 
 def _naive_photo(source: str, dest: str) -> None:
