@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from . import imaging
 from .config import Output, Settings
 from .memory_budget import MIB, MemoryBudget
-from .models import ClaimedJob, Job, JobKind, OutputFile
+from .models import ClaimedJob, Job, JobKind, OutputFile, Status
 from .queue import JobQueue
 from .storage import Storage
 
@@ -54,9 +54,10 @@ MEMORY_RECHECK_SECONDS = 5.0  # a worker waiting for memory looks at the queue a
 
 def _process_context():
     # aiosqlite's thread already exists, so forking the event loop's process is unsafe; a forkserver child is
-    # forked from a clean single-threaded server process that has imported only the imaging code.
+    # forked from a clean single-threaded server process that has imported only the imaging code (and simplejpeg with
+    # numpy, whose pages the children then share; a missing module is skipped).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["photoq.imaging"])
+    context.set_forkserver_preload(["photoq.imaging", "simplejpeg"])
     return context
 
 
@@ -214,7 +215,7 @@ class WorkerPool:
             if not jobs:
                 return None, 0
             first = jobs[0]
-            return await self._admit(first, self._estimated_memory(
+            return await self._admit(first, await self._estimated_memory(
                 first.job.kind, first.width, first.height, first.format))
         async with self._claim_lock:
             waited = False
@@ -222,7 +223,8 @@ class WorkerPool:
                 upcoming = await self.queue.next_runnable()
                 if upcoming is None:
                     return None, 0
-                need = self._estimated_memory(upcoming.kind, upcoming.width, upcoming.height, upcoming.format)
+                need = await self._estimated_memory(upcoming.kind, upcoming.width, upcoming.height, upcoming.format,
+                                                    upcoming.sha256)
                 if self.memory.fits(need):
                     claimed = await self.queue.claim_job(upcoming.id)
                     if claimed is None:  # taken, deleted or held back meanwhile
@@ -247,9 +249,13 @@ class WorkerPool:
         self._memory_changed()
         return claimed, need
 
-    def _estimated_memory(self, kind: JobKind, width: int, height: int, fmt: str) -> int:
-        # Every output of the kind, even when the job renders only some: never less than it needs.
-        return imaging.estimated_peak_bytes(width, height, fmt, self._specs[str(kind)])
+    async def _estimated_memory(self, kind: JobKind, width: int, height: int, fmt: str, sha256: str = "") -> int:
+        # Every output of the kind, even when the job renders only some: never less than it needs. With the original
+        # at hand, what its header says about the decoder's own memory too (a progressive JPEG's coefficients).
+        facts = None
+        if sha256:
+            facts = await asyncio.to_thread(imaging.decode_facts, str(self.storage.original_path(sha256, fmt)), fmt)
+        return imaging.estimated_peak_bytes(width, height, fmt, self._specs[str(kind)], facts)
 
     async def _wait_for_memory_or_work(self) -> None:
         """Until a running job frees memory, the queue changes (a new first job, pause, shutdown) or a few seconds
@@ -326,14 +332,31 @@ class WorkerPool:
             log.exception("job %d failed unexpectedly", job.id)
             return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
         outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes, r.placeholder, format=spec.format,
-                              spec=self._fingerprints[spec.name]) for r, spec in zip(results, specs, strict=True)]
+                              spec=self._fingerprints[spec.name], source_sha256=claimed.sha256)
+                   for r, spec in zip(results, specs, strict=True)]
         if await self.queue.complete(job, outputs) is None:
-            # The photo was deleted (or the job reclaimed) while it ran: what we wrote belongs to nobody.
-            if await self.queue.db.get_photo(job.photo_id) is None:
-                await self.storage.remove_photo_files([job.photo_id], [])
+            await self._drop_lost_result(claimed, outputs)
         else:  # an output whose format changed leaves its old file, which nothing refers to now
             await self.storage.remove_other_formats(job.photo_id, [(spec.name, spec.format) for spec in specs])
         return "complete"
+
+    async def _drop_lost_result(self, claimed: ClaimedJob, outputs: Sequence[OutputFile]) -> None:
+        """The job's lease was lost while it ran (the photo was deleted, or the lease expired and the job was claimed
+        again): its result was not recorded, and the files it wrote are removed unless they are what the photo's
+        outputs now refer to (the lease's new holder renders the same original into the same names)."""
+        job = claimed.job
+        photo = await self.queue.db.get_photo(job.photo_id)
+        if photo is None:
+            await self.storage.remove_photo_files([job.photo_id], [])
+            return
+        log.info("job %d (%s of photo %d) lost its lease while it ran; its result is dropped",
+                 job.id, job.kind, job.photo_id)
+        if photo.sha256 == claimed.sha256 and getattr(photo, f"{job.kind}_status") in (Status.PENDING,
+                                                                                       Status.PROCESSING):
+            return  # the job's new lease holder renders these very files (same original, same names) meanwhile
+        recorded = await self.queue.db.photo_outputs(job.photo_id) if photo.sha256 == claimed.sha256 else {}
+        stray = [(o.name, o.format) for o in outputs if o.name not in recorded and o.format is not None]
+        await self.storage.remove_outputs(job.photo_id, stray)
 
     async def _fail(self, job: Job, error: str, system_fault: bool) -> str:
         await self.queue.fail(job, error, system_fault=system_fault)
