@@ -136,10 +136,17 @@ class Storage:
     async def remove_photo_files(self, photo_ids: Iterable[int], originals: Iterable[tuple[str, str]]) -> None:
         photo_ids, originals = list(photo_ids), list(originals)
 
-        def remove() -> None:
+        def remove() -> None:  # durably: files that came back after a power cut would be orphans
+            buckets = set()
             for photo_id in photo_ids:
-                shutil.rmtree(self.variant_dir(photo_id), ignore_errors=True)
-            _unlink_all([self.original_path(sha256, fmt) for sha256, fmt in originals])
+                folder = self.variant_dir(photo_id)
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    buckets.add(folder.parent)
+            _unlink_all([self.original_path(sha256, fmt) for sha256, fmt in originals], self.fsync)
+            if self.fsync:
+                for bucket in buckets:
+                    fsync_directory(bucket)
 
         await asyncio.to_thread(remove)
 

@@ -161,3 +161,22 @@ async def test_unstaging_removes_the_files_before_the_rows_are_committed_away(tm
         await db.close()
     with closing(sqlite3.connect(storage.database_path)) as conn:
         assert conn.execute("SELECT count(*) FROM staged_files").fetchone() == (0,)
+
+
+async def test_a_deleted_photos_files_stay_deleted_after_a_power_cut(fs):
+    """Before: a photo's output folder and original were removed without an fsync of the folders holding them, after
+    its rows were committed away: a power cut brought them back as orphans for `photoq doctor`."""
+    storage = Storage(fs.mountpoint / "data")
+    storage.prepare()
+    upload = storage.new_upload_path()
+    upload.write_bytes(jpeg(64, 48))
+    relpath = storage.original_relpath("9f" * 32, "jpeg")
+    await storage.store_original(upload, relpath)
+    source = storage.root / relpath
+    imaging.render(str(source), [imaging.OutputSpec("thumb", 32, 32, "webp")], str(storage.variant_dir(77)))
+    fs.power_cut()  # everything above is durable
+
+    await storage.remove_photo_files([77], [("9f" * 32, "jpeg")])
+    fs.power_cut()
+    assert not source.exists()
+    assert not storage.variant_dir(77).exists()
