@@ -1,7 +1,7 @@
 -- photoq database schema: the truth about the data.
 -- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database and stamps it with the
 -- latest version, and takes older databases forward with the numbered MIGRATIONS in photoq/db.py (this file shows
--- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 the nodes table). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
 
 CREATE TABLE albums (
     id          INTEGER PRIMARY KEY,
@@ -109,4 +109,18 @@ CREATE INDEX staged_files_by_sha256 ON staged_files(sha256);
 CREATE TABLE settings (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Cluster mode's nodes registry: one row per running photoq, written by its heartbeat (photoq/cluster.py) and
+-- removed when it stops or after it has been silent too long. capacity is the node's measured throughput (JSON).
+CREATE TABLE nodes (
+    id          TEXT    PRIMARY KEY,      -- random, new at every start
+    host        TEXT    NOT NULL,
+    port        INTEGER NOT NULL,
+    role        TEXT    NOT NULL CHECK (role IN ('all', 'web', 'worker')),
+    workers     INTEGER NOT NULL,
+    busy        INTEGER NOT NULL,
+    capacity    TEXT,
+    started_at  REAL    NOT NULL,
+    last_seen   REAL    NOT NULL
 ) WITHOUT ROWID;

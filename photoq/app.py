@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .auth_token import load_credentials
+from .cluster import ClusterNode
 from .config import Settings
 from .db import Database
 from .events import Broadcaster
@@ -21,6 +22,7 @@ from .resumable import ResumableUploads
 from .storage import Storage
 from .web import api, metrics, session, sse, tus, ui
 from .web.keys import (
+    CLUSTER,
     CONFIG,
     CREDENTIALS,
     DB,
@@ -56,24 +58,36 @@ def create_app(settings: Settings) -> web.Application:
     app[TEMPLATES] = make_environment()
     app[SSE_RESPONSES] = weakref.WeakSet()
     app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
-    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, resumable_ctx, workers_ctx])
+    role = settings.server.role
+    # A worker node renders and answers only /healthz and /metrics; a web node serves and renders nothing.
+    contexts = [storage_ctx, database_ctx, events_ctx, queue_ctx]
+    if role != "worker":
+        contexts.append(resumable_ctx)
+    if role != "web":
+        contexts.append(workers_ctx)
+    contexts.append(cluster_ctx)
+    app.cleanup_ctx.extend(contexts)
     app.on_shutdown.append(close_live_streams)
-    app.add_routes(api.routes)
-    app.add_routes(tus.routes)
-    app.add_routes(sse.routes)
+    if role == "worker":
+        app.router.add_get("/healthz", api.healthz)
+    else:
+        app.add_routes(api.routes)
+        app.add_routes(tus.routes)
+        app.add_routes(sse.routes)
+        app.add_routes(session.routes)
+        app.add_routes(ui.routes)
+        app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     app.add_routes(metrics.routes)
-    app.add_routes(session.routes)
-    app.add_routes(ui.routes)
-    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     return app
 
 
 async def storage_ctx(app: web.Application):
     storage = app[STORAGE]
     storage.prepare()
-    removed = storage.sweep_temp()
-    if removed:
-        log.info("removed %d unfinished upload(s) left by the last run", removed)
+    if app[CONFIG].server.role != "worker":  # a worker node receives no uploads: the temp files are not its own
+        removed = storage.sweep_temp()
+        if removed:
+            log.info("removed %d unfinished upload(s) left by the last run", removed)
     app[CREDENTIALS] = load_credentials(app[CONFIG].auth.token, storage.token_path)
     yield
 
@@ -82,7 +96,8 @@ async def database_ctx(app: web.Application):
     db = Database(app[STORAGE].database_path)
     await db.open()
     app[DB] = db
-    await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
+    if db.single_node:  # with a shared database, another node's upload may be between its stage and its commit
+        await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
     yield
     await db.close()
 
@@ -105,7 +120,8 @@ async def queue_ctx(app: web.Application):
     queue = JobQueue(app[DB], app[EVENTS], app[CONFIG].queue, metrics=app[METRICS])
     await queue.start()
     app[QUEUE] = queue
-    app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
+    if app[CONFIG].server.role != "worker":
+        app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
     yield
 
 
@@ -133,6 +149,18 @@ async def workers_ctx(app: web.Application):
     await pool.start()
     yield
     await pool.stop(grace=settings.processing.shutdown_grace_seconds)
+
+
+async def cluster_ctx(app: web.Application):
+    """The nodes registry, the periodic sweep of expired leases and, with a shared database, the event bridge."""
+    pool = app.get(WORKERS)
+    node = ClusterNode(app[DB], app[QUEUE], app[EVENTS], app[CONFIG],
+                       busy=(lambda: pool.busy) if pool is not None else (lambda: 0),
+                       workers=pool.size if pool is not None else 0)
+    await node.start()
+    app[CLUSTER] = node
+    yield
+    await node.stop()
 
 
 async def close_live_streams(app: web.Application) -> None:

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", help="port to listen on (default 8080)")
     serve.add_argument("--workers", help="image workers (default: number of CPUs)")
+    serve.add_argument("--role", choices=("all", "web", "worker"),
+                       help="all (default): serve and render; web: serve the UI and API, render nothing; "
+                            "worker: render, serve only /healthz and /metrics")
     with_config(commands.add_parser("status", help="print queue counts from the database"))
     with_config(commands.add_parser("retry-failed", help="queue every failed job again"))
     with_config(commands.add_parser("login-url", help="print the login link (it contains the admin token)"))
@@ -102,7 +105,8 @@ def add_import_parser(commands, with_config) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {"server.data_dir": args.data_dir}
-    for flag, dotted in (("host", "server.host"), ("port", "server.port"), ("workers", "processing.workers")):
+    for flag, dotted in (("host", "server.host"), ("port", "server.port"), ("workers", "processing.workers"),
+                         ("role", "server.role")):
         overrides[dotted] = getattr(args, flag, None)
     return load_settings(args.config, overrides=overrides)
 

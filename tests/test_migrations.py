@@ -17,9 +17,16 @@ def version_1_schema() -> str:
 
 def version_2_schema() -> str:
     """schema.sql as it was at version 2: without outputs.format, outputs.spec and jobs.outputs (MIGRATIONS[1])."""
-    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", schema_sql())
+    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", version_3_schema())
     assert count == 3
     return sql
+
+
+def version_3_schema() -> str:
+    """schema.sql as it was at version 3: without the nodes table (MIGRATIONS[2])."""
+    before, marker, _ = schema_sql().partition("-- Cluster mode's nodes registry")
+    assert marker
+    return before
 
 
 def old_database(path, schema: str, version: int, *inserts: str) -> None:
@@ -46,7 +53,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 3
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -73,7 +80,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == 3
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -93,9 +100,23 @@ def assert_same_columns_as_a_new_database(path) -> None:
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("photos", "outputs", "jobs"):
+    for table in ("photos", "outputs", "jobs", "nodes"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
 def columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")]
+
+
+async def test_a_version_3_database_gets_the_nodes_registry(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(path, version_3_schema(), 3)
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        assert [a.name for a in await db.list_albums()] == ["Old"]
+        assert await db.list_nodes() == []
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)

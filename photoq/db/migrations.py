@@ -18,6 +18,13 @@ MIGRATIONS: tuple[str, ...] = (
         "ALTER TABLE outputs ADD COLUMN format TEXT; ALTER TABLE outputs ADD COLUMN spec TEXT; "
         "ALTER TABLE jobs ADD COLUMN outputs TEXT"
     ),
+    # 3 -> 4: the nodes registry of cluster mode: each running photoq writes a heartbeat row (see cluster.py).
+    (
+        "CREATE TABLE nodes (id TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, "
+        "role TEXT NOT NULL CHECK (role IN ('all', 'web', 'worker')), "
+        "workers INTEGER NOT NULL, busy INTEGER NOT NULL, capacity TEXT, started_at REAL NOT NULL, "
+        "last_seen REAL NOT NULL) WITHOUT ROWID"
+    ),
 )
 SCHEMA_VERSION = SCHEMA_VERSION_BASE + len(MIGRATIONS)
 

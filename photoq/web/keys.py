@@ -7,6 +7,7 @@ import weakref
 from aiohttp import web
 
 from ..auth_token import Credentials
+from ..cluster import ClusterNode
 from ..config import Settings
 from ..db import Database
 from ..events import Broadcaster
@@ -27,6 +28,7 @@ INGEST = web.AppKey("ingest", Ingest)
 RESUMABLE = web.AppKey("resumable", ResumableUploads)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
+CLUSTER = web.AppKey("cluster", ClusterNode)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)
 
 # How the current request was authenticated: "bearer" or "session" (unset on public routes).
