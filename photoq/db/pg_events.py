@@ -82,6 +82,7 @@ class PostgresEventBridge(EventBridge):
                     except TimeoutError:
                         async with self._send_lock:
                             await conn.fetchval("SELECT 1", timeout=PROBE_SECONDS)
+                log.warning("the live-event bridge to the other nodes lost its connection; reconnecting")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
