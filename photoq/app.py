@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from pathlib import Path
 
@@ -44,6 +45,7 @@ log = logging.getLogger("photoq")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
+STALE_STAGED_SECONDS = 3600.0  # an upload commits moments after its original is staged; an hour means its node died
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -96,8 +98,10 @@ async def database_ctx(app: web.Application):
     db = Database(app[STORAGE].database_path)
     await db.open()
     app[DB] = db
-    if db.single_node:  # with a shared database, another node's upload may be between its stage and its commit
+    if db.single_node:
         await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
+    else:  # another node's upload may be between its stage and its commit: only long-dead ones are forgotten
+        await db.unstage_older_than(time.time() - STALE_STAGED_SECONDS, app[STORAGE].remove_relpaths)
     yield
     await db.close()
 

@@ -110,3 +110,25 @@ async def test_an_unreachable_postgresql_is_an_outage():
         assert database_unavailable(wrapped)
     assert not database_unavailable(ValueError("bad"))
     assert not database_unavailable(OSError(28, "No space left on device"))
+
+
+async def test_only_long_dead_staged_uploads_are_forgotten(tmp_path):
+    """With a shared database, start-up must leave another node's upload between its stage and its commit alone."""
+    from photoq.db import Database
+
+    db = Database(tmp_path / "photoq.db")
+    await db.open()
+    removed: list[str] = []
+
+    async def remove(paths):
+        removed.extend(paths)
+
+    try:
+        [old] = await db.stage_files([("originals/aa/bb/old.jpg", "a" * 64)], 1000.0)
+        [fresh] = await db.stage_files([("originals/cc/dd/fresh.jpg", "c" * 64)], 5000.0)
+        assert await db.unstage_older_than(2000.0, remove) == 1
+        assert removed == ["originals/aa/bb/old.jpg"]
+        await db.unstage([fresh], remove)  # the live upload's own path still finds its row
+        assert removed == ["originals/aa/bb/old.jpg", "originals/cc/dd/fresh.jpg"]
+    finally:
+        await db.close()

@@ -172,9 +172,18 @@ class SQLiteCatalogue(SQLiteConnection):
         return await self.writer.execute_write_fn(insert)
 
     async def unstage(self, staged_ids: Sequence[int] | None, remove_files: RemovePaths) -> None:
+        await self._unstage(staged_ids, None, remove_files)
+
+    async def unstage_older_than(self, before: float, remove_files: RemovePaths) -> int:
+        return await self._unstage(None, before, remove_files)
+
+    async def _unstage(self, staged_ids: Sequence[int] | None, before: float | None, remove_files: RemovePaths) -> int:
         async with self.writer.lock:
             async with self.writer.transaction_locked() as tx:
-                if staged_ids is None:
+                if before is not None:
+                    found = await tx.fetchall(
+                        "DELETE FROM staged_files WHERE created_at < ? RETURNING path, sha256", (before,))
+                elif staged_ids is None:
                     found = await tx.fetchall("DELETE FROM staged_files RETURNING path, sha256")
                 else:
                     found = []
@@ -187,6 +196,7 @@ class SQLiteCatalogue(SQLiteConnection):
                     if not await self._sha256_referenced(tx, sha256):
                         unreferenced.append(path)
             await remove_files(unreferenced)
+        return len(found)
 
     # -- reads -------------------------------------------------------------------------------------------------
 

@@ -164,6 +164,11 @@ class Store(abc.ABC):
         """Forget staged rows (all of them when None, as at start-up) and, holding off other writers, remove their
         files unless a photo or another upload in flight references the same bytes."""
 
+    @abc.abstractmethod
+    async def unstage_older_than(self, before: float, remove_files: RemovePaths) -> int:
+        """unstage for the rows staged before `before`: with a shared database, the uploads of nodes that died between
+        staging and committing (a live upload commits within moments of staging). How many rows."""
+
     # -- catalogue: reads --------------------------------------------------------------------------------------
 
     @abc.abstractmethod
