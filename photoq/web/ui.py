@@ -15,7 +15,16 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..config import Settings
-from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
+from ..models import (
+    MAX_ALBUM_NAME,
+    Album,
+    OutputFile,
+    Photo,
+    Status,
+    clean_album_name,
+    original_version,
+    output_version,
+)
 from .api import MAX_SQLITE_INTEGER
 from .keys import CLUSTER, CONFIG, DB, QUEUE, STORAGE
 from .session import safe_next
@@ -141,24 +150,31 @@ def exposure_text(exif: dict) -> str | None:
     return " · ".join(parts) or None
 
 
-def file_url(photo_id: int, variant: str, written_at: float | None = None) -> str:
-    """The URL of a photo's file; with the time an output was written, a URL the browser may cache for good (it
-    changes when `photoq reprocess` renders the output again)."""
+def file_url(photo_id: int, variant: str, version: str | None = None) -> str:
+    """The URL of a photo's file; with its version (models.original_version or output_version), a URL the browser
+    may cache for good (it changes when the picture does, e.g. when `photoq reprocess` renders the output again)."""
     url = f"/api/photos/{photo_id}/file?variant={quote(variant, safe='')}"
-    return url if written_at is None else f"{url}&v={round(written_at * 1000):x}"
+    return url if version is None else f"{url}&v={quote(version, safe='')}"
 
 
-def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, float]
-                    ) -> list[tuple[str, int, float | None]]:
+def ready_version(photo: Photo, output: OutputFile | None) -> str | None:
+    """The version of a photo's output as read back from the database (None: not written)."""
+    if output is None or output.created_at is None:
+        return None
+    return output_version(photo.sha256, output.created_at)
+
+
+def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, str]
+                    ) -> list[tuple[str, int, str | None]]:
     """The thumbnails of a grid image's srcset: those already written (an output added to the configuration is
     served as the whole original until it is rendered, so it is left out meanwhile), or all, unversioned, when none
     is written yet."""
-    ready: list[tuple[str, int, float | None]] = [(name, width, written[name]) for name, width in thumbs
-                                                  if name in written]
+    ready: list[tuple[str, int, str | None]] = [
+        (name, width, written[name]) for name, width in thumbs if name in written]
     return ready or [(name, width, None) for name, width in thumbs]
 
 
-def grid_image(photo_id: int, thumbs: list[tuple[str, int, float | None]]) -> tuple[str, str]:
+def grid_image(photo_id: int, thumbs: list[tuple[str, int, str | None]]) -> tuple[str, str]:
     """(src, srcset) of a grid image: the middle thumbnail, and every thumbnail at its nominal width."""
     if not thumbs:
         return file_url(photo_id, "original"), ""
@@ -185,7 +201,7 @@ def tile_state(photo: Photo) -> str:
     return "queued"
 
 
-def tile(photo: Photo, thumbs: list[tuple[str, int]], written: dict[str, float]) -> dict:
+def tile(photo: Photo, thumbs: list[tuple[str, int]], written: dict[str, str]) -> dict:
     src, srcset = grid_image(photo.id, rendered_thumbs(thumbs, written))
     return {
         "id": photo.id,
@@ -400,7 +416,7 @@ async def photo_page(request: web.Request) -> web.Response:
     for output in sorted(settings.outputs_for("variant"), key=lambda o: o.width):
         ready = outputs.get(output.name)
         if ready is not None and ready.width not in by_width:
-            by_width[ready.width] = file_url(photo.id, output.name, ready.created_at)
+            by_width[ready.width] = file_url(photo.id, output.name, ready_version(photo, ready))
     display = sorted(by_width.items())
     natural_width = None  # of a picture shown without srcset, whose own pixels then set its width on the page
     if display:
@@ -408,11 +424,11 @@ async def photo_page(request: web.Request) -> web.Response:
         srcset = ", ".join(f"{url} {width}w" for width, url in display)
         showing = "display"
     elif photo.content_type in BROWSER_IMAGE_TYPES:
-        src, srcset, showing, natural_width = file_url(photo.id, "original"), "", "original", photo.width
+        src, srcset, showing = file_url(photo.id, "original", original_version(photo.sha256)), "", "original"
+        natural_width = photo.width
     elif photo.thumbnail_status == Status.COMPLETE and (thumbs := thumbnail_specs(settings)):
         largest = outputs.get(thumbs[-1][0])
-        written_at = largest.created_at if largest else None
-        src, srcset, showing = file_url(photo.id, thumbs[-1][0], written_at), "", "thumbnail"
+        src, srcset, showing = file_url(photo.id, thumbs[-1][0], ready_version(photo, largest)), "", "thumbnail"
         natural_width = largest.width if largest else None
     else:
         src, srcset, showing = None, "", "none"
@@ -448,7 +464,7 @@ async def photo_page(request: web.Request) -> web.Response:
         "history": history,
         "newer": newer,
         "older": older,
-        "original_url": file_url(photo.id, "original"),
+        "original_url": file_url(photo.id, "original", original_version(photo.sha256)),
         "nav": "albums",
     })
 
