@@ -80,9 +80,11 @@ def create_app(settings: Settings) -> web.Application:
     contexts = [storage_ctx, database_ctx, sessions_ctx, events_ctx, queue_ctx]
     if role != "worker":
         contexts.append(resumable_ctx)
+    # The node joins before its workers start and leaves after they stopped, so the jobs they hand back at shutdown
+    # reach the other nodes' live pages too.
+    contexts.append(cluster_ctx)
     if role != "web":
         contexts.append(workers_ctx)
-    contexts.append(cluster_ctx)
     app.cleanup_ctx.extend(contexts)
     app.on_shutdown.append(close_live_streams)
     if role == "worker":
@@ -193,10 +195,14 @@ async def workers_ctx(app: web.Application):
 
 async def cluster_ctx(app: web.Application):
     """The nodes registry, the periodic sweep of expired leases and, with a shared database, the event bridge."""
-    pool = app.get(WORKERS)
-    node = ClusterNode(app[DB], app[QUEUE], app[EVENTS], app[CONFIG],
-                       busy=(lambda: pool.busy) if pool is not None else (lambda: 0),
-                       workers=pool.size if pool is not None else 0)
+    settings = app[CONFIG]
+
+    def busy() -> int:
+        pool = app.get(WORKERS)
+        return pool.busy if pool is not None else 0
+
+    node = ClusterNode(app[DB], app[QUEUE], app[EVENTS], settings, busy=busy,
+                       workers=0 if settings.server.role == "web" else settings.processing.workers)
     await node.start()
     app[CLUSTER] = node
     yield
