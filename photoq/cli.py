@@ -224,6 +224,8 @@ async def doctor_command(settings: Settings, repair: bool) -> int:
 
 
 async def status_command(settings: Settings) -> int:
+    from .cluster import SILENT_AFTER_SECONDS
+
     async def action(db) -> int:
         stats = await db.stats()
         jobs = await db.job_counts()
@@ -231,6 +233,11 @@ async def status_command(settings: Settings) -> int:
         # No eta_seconds here: only the running server measures throughput.
         print("photos:", "  ".join(f"{k} {v}" for k, v in stats.as_dict().items() if k != "eta_seconds"))
         print("jobs:  ", "  ".join(f"{k} {v}" for k, v in jobs.items()), " (paused)" if paused else "")
+        now = time.time()
+        for node in await db.list_nodes():
+            silent = now - node.last_seen
+            state = "live" if silent <= SILENT_AFTER_SECONDS else f"silent for {silent:.0f}s"
+            print(f"node:   {node.host}:{node.port} {node.role}, workers busy {node.busy}/{node.workers} ({state})")
         return 0
 
     return await _with_database(settings, action)

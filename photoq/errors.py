@@ -108,12 +108,6 @@ class Overloaded(PhotoqError):
     default_message = "The server is busy; try again shortly."
 
 
-class DatabaseDown(PhotoqError):
-    status = 503
-    code = "database_unavailable"
-    default_message = "The database cannot be reached right now; nothing was changed. Try again shortly."
-
-
 class InsufficientStorage(PhotoqError):
     status = 507
     code = "insufficient_storage"

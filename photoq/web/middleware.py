@@ -11,9 +11,9 @@ from aiohttp import web
 from ..config import RateLimitSettings
 from ..db import database_unavailable
 from ..errors import (
-    DatabaseDown,
     Forbidden,
     InsufficientStorage,
+    Overloaded,
     PayloadTooLarge,
     PhotoqError,
     RateLimited,
@@ -65,7 +65,9 @@ async def errors_middleware(request: web.Request, handler):
     except Exception as exc:
         if database_unavailable(exc):  # the database is restarting or unreachable: a pause, not a fault
             log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
-            return error_response(DatabaseDown(headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}))
+            return error_response(Overloaded(
+                "The database cannot be reached right now; nothing was changed. Try again shortly.",
+                code="database_unavailable", headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}))
         if isinstance(exc, ConnectionError):  # the client went away
             raise
         if out_of_disk(exc):  # the database or a file could not grow: the contract's 507, not a crash
