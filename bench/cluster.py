@@ -233,8 +233,12 @@ async def run() -> dict:
         print("end to end, one node on SQLite:", results["e2e_sqlite_1"], flush=True)
         store = open_postgresql_store(pg) if pg else None
         if store is None:
-            results["postgresql"] = ("not run: no PostgreSQL server" if not pg
-                                     else "not run: this photoq has no PostgreSQL backend yet")
+            try:
+                from photoq.db import open_store  # noqa: F401
+                why = "not run: no PostgreSQL server (set PHOTOQ_BENCH_DATABASE_URL)"
+            except ImportError:
+                why = "not run: this photoq has no PostgreSQL backend yet"
+            results["postgresql"] = why
             print("PostgreSQL rows", results["postgresql"], flush=True)
             return results
         results["claim_ack_postgresql"] = await claim_ack(store, NOOP_PHOTOS)
