@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser fuse jpegtran postgresql
+.PHONY: run test lint bench bench-load bench-memory bench-cluster pyz constraints clean browser fuse jpegtran postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ bench-load: $(STAMP)
 bench-memory: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/memory_budget.py
+
+# Several nodes on one queue: claim + acknowledge of no-op jobs SQLite vs PostgreSQL, photos/min with 1, 2 and 3
+# worker nodes against one node on SQLite, cross-node SSE delay; writes the Cluster section of bench/RESULTS.md.
+bench-cluster: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/cluster.py
 
 # Compiled wheels inside: build it on the machine type (and Python version) it will run on, e.g. on the Pi.
 # Every library's version comes from deploy/constraints.txt, so the same commit always packs the same libraries.

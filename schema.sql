@@ -2,7 +2,8 @@
 -- Versioned with PRAGMA user_version; photoq/db/migrations.py applies this file to a new database and stamps it with
 -- the latest version, and takes older databases forward with its numbered MIGRATIONS (this file shows the result:
 -- version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 AUTOINCREMENT,
--- jobs.lease_token and outputs.source_sha256, version 5 the sessions and login_codes tables). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- jobs.lease_token and outputs.source_sha256, version 5 the sessions and login_codes tables, version 6
+-- the nodes table). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
 --
 -- Ids of albums, photos, jobs and attempts are never reused (AUTOINCREMENT): a URL, a resumable upload, a running
 -- job's result or a file on disk that names a deleted row must never land on a new one.
@@ -132,4 +133,18 @@ CREATE TABLE login_codes (
     code_hash   TEXT PRIMARY KEY,
     created_at  REAL NOT NULL,
     expires_at  REAL NOT NULL
+) WITHOUT ROWID;
+
+-- Cluster mode's nodes registry (v6): one row per running photoq, written by its heartbeat (photoq/cluster.py) and
+-- removed when it stops or after it has been silent too long. capacity is the node's measured throughput (JSON).
+CREATE TABLE nodes (
+    id          TEXT    PRIMARY KEY,      -- random, new at every start
+    host        TEXT    NOT NULL,
+    port        INTEGER NOT NULL,
+    role        TEXT    NOT NULL CHECK (role IN ('all', 'web', 'worker')),
+    workers     INTEGER NOT NULL,
+    busy        INTEGER NOT NULL,
+    capacity    TEXT,
+    started_at  REAL    NOT NULL,
+    last_seen   REAL    NOT NULL
 ) WITHOUT ROWID;

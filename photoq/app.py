@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from .admission import Slots
 from .auth_token import load_credentials
+from .cluster import ClusterNode
 from .config import Settings
 from .datadir_lock import uses_embedded_database
 from .db import Database
@@ -27,6 +29,7 @@ from .web import api, metrics, session, sse, tus, ui
 from .web.admission import upload_slots_middleware
 from .web.connections import guard_middleware
 from .web.keys import (
+    CLUSTER,
     CONFIG,
     CREDENTIALS,
     DB,
@@ -51,8 +54,9 @@ from .workers import WorkerPool
 log = logging.getLogger("photoq")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-JSON_BODY_LIMIT = 1024 * 1024
-SESSION_PRUNE_SECONDS = 3600  # uploads are streamed and not bound by this
+JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
+SESSION_PRUNE_SECONDS = 3600
+STALE_STAGED_SECONDS = 3600.0  # an upload commits moments after its original is staged; an hour means its node died
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -71,24 +75,38 @@ def create_app(settings: Settings) -> web.Application:
     app[EVENT_STREAM_SLOTS] = Slots(settings.server.max_event_streams, "live-progress streams")
     app[LOGIN_THROTTLE] = LoginThrottle(settings.auth.login_free_failures, settings.auth.login_max_lockout_seconds)
     app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
-    app.cleanup_ctx.extend([storage_ctx, database_ctx, sessions_ctx, events_ctx, queue_ctx, resumable_ctx, workers_ctx])
+    role = settings.server.role
+    # A worker node renders and answers only /healthz and /metrics; a web node serves and renders nothing.
+    contexts = [storage_ctx, database_ctx, sessions_ctx, events_ctx, queue_ctx]
+    if role != "worker":
+        contexts.append(resumable_ctx)
+    # The node joins before its workers start and leaves after they stopped, so the jobs they hand back at shutdown
+    # reach the other nodes' live pages too.
+    contexts.append(cluster_ctx)
+    if role != "web":
+        contexts.append(workers_ctx)
+    app.cleanup_ctx.extend(contexts)
     app.on_shutdown.append(close_live_streams)
-    app.add_routes(api.routes)
-    app.add_routes(tus.routes)
-    app.add_routes(sse.routes)
+    if role == "worker":
+        app.router.add_get("/healthz", api.healthz)
+    else:
+        app.add_routes(api.routes)
+        app.add_routes(tus.routes)
+        app.add_routes(sse.routes)
+        app.add_routes(session.routes)
+        app.add_routes(ui.routes)
+        app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     app.add_routes(metrics.routes)
-    app.add_routes(session.routes)
-    app.add_routes(ui.routes)
-    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     return app
 
 
 async def storage_ctx(app: web.Application):
     storage = app[STORAGE]
     storage.prepare()
-    removed = storage.sweep_temp(everything=uses_embedded_database(app[CONFIG]))
-    if removed:
-        log.info("removed %d unfinished upload(s) left by the last run", removed)
+    if app[CONFIG].server.role != "worker":  # a worker node receives no uploads: no temp file there is its own
+        removed = storage.sweep_temp(everything=uses_embedded_database(app[CONFIG]))
+        if removed:
+            log.info("removed %d unfinished upload(s) left by the last run", removed)
     app[CREDENTIALS] = load_credentials(app[CONFIG].auth.token, storage.token_path)
     yield
 
@@ -97,7 +115,10 @@ async def database_ctx(app: web.Application):
     db = Database(app[STORAGE].database_path, id_floors=app[STORAGE].highest_ids_on_disk)
     await db.open()
     app[DB] = db
-    await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
+    if db.single_node:
+        await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
+    else:  # another node's upload may be between its stage and its commit: only long-dead ones are forgotten
+        await db.unstage_older_than(time.time() - STALE_STAGED_SECONDS, app[STORAGE].remove_relpaths)
     yield
     await db.close()
 
@@ -141,7 +162,8 @@ async def queue_ctx(app: web.Application):
     queue = JobQueue(app[DB], app[EVENTS], app[CONFIG].queue, metrics=app[METRICS])
     await queue.start()
     app[QUEUE] = queue
-    app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
+    if app[CONFIG].server.role != "worker":
+        app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
     yield
 
 
@@ -169,6 +191,22 @@ async def workers_ctx(app: web.Application):
     await pool.start()
     yield
     await pool.stop(grace=settings.processing.shutdown_grace_seconds)
+
+
+async def cluster_ctx(app: web.Application):
+    """The nodes registry, the periodic sweep of expired leases and, with a shared database, the event bridge."""
+    settings = app[CONFIG]
+
+    def busy() -> int:
+        pool = app.get(WORKERS)
+        return pool.busy if pool is not None else 0
+
+    node = ClusterNode(app[DB], app[QUEUE], app[EVENTS], settings, busy=busy,
+                       workers=0 if settings.server.role == "web" else settings.processing.workers)
+    await node.start()
+    app[CLUSTER] = node
+    yield
+    await node.stop()
 
 
 async def close_live_streams(app: web.Application) -> None:

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", help="port to listen on (default 8080)")
     serve.add_argument("--workers", help="image workers (default: number of CPUs)")
+    serve.add_argument("--role", choices=("all", "web", "worker"),
+                       help="all (default): serve and render; web: serve the UI and API, render nothing; "
+                            "worker: render, serve only /healthz and /metrics")
     with_config(commands.add_parser("status", help="print queue counts from the database"))
     with_config(commands.add_parser("retry-failed", help="queue every failed job again"))
     with_config(commands.add_parser(
@@ -103,7 +106,8 @@ def add_import_parser(commands, with_config) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {"server.data_dir": args.data_dir}
-    for flag, dotted in (("host", "server.host"), ("port", "server.port"), ("workers", "processing.workers")):
+    for flag, dotted in (("host", "server.host"), ("port", "server.port"), ("workers", "processing.workers"),
+                         ("role", "server.role")):
         overrides[dotted] = getattr(args, flag, None)
     return load_settings(args.config, overrides=overrides)
 
@@ -220,6 +224,8 @@ async def doctor_command(settings: Settings, repair: bool) -> int:
 
 
 async def status_command(settings: Settings) -> int:
+    from .cluster import SILENT_AFTER_SECONDS
+
     async def action(db) -> int:
         stats = await db.stats()
         jobs = await db.job_counts()
@@ -227,6 +233,11 @@ async def status_command(settings: Settings) -> int:
         # No eta_seconds here: only the running server measures throughput.
         print("photos:", "  ".join(f"{k} {v}" for k, v in stats.as_dict().items() if k != "eta_seconds"))
         print("jobs:  ", "  ".join(f"{k} {v}" for k, v in jobs.items()), " (paused)" if paused else "")
+        now = time.time()
+        for node in await db.list_nodes():
+            silent = now - node.last_seen
+            state = "live" if silent <= SILENT_AFTER_SECONDS else f"silent for {silent:.0f}s"
+            print(f"node:   {node.host}:{node.port} {node.role}, workers busy {node.busy}/{node.workers} ({state})")
         return 0
 
     return await _with_database(settings, action)

@@ -28,6 +28,9 @@ class ServerSettings:
     port: int = 8080
     data_dir: Path = Path("data")
     log_level: str = "info"
+    # What this node does (cluster mode): "all" serves and renders; "web" serves the UI and API and renders nothing;
+    # "worker" renders and serves only /healthz and /metrics.
+    role: str = "all"
     # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty: nobody's.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # Connections (photoq serve): slow or silent clients are closed, and their number is bounded.
@@ -73,7 +76,7 @@ class QueueSettings:
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     lease_seconds: float = 60.0
-    sweep_interval_seconds: float = 30.0
+    sweep_interval_seconds: float = 5.0  # how often a node looks for expired leases (of any node) to take back
     max_pending: int = 20_000
     breaker_threshold: int = 5
     breaker_cooldown_seconds: float = 60.0
@@ -175,6 +178,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PHOTOQ_PORT": ("server", "port"),
     "PHOTOQ_DATA_DIR": ("server", "data_dir"),
     "PHOTOQ_WORKERS": ("processing", "workers"),
+    "PHOTOQ_ROLE": ("server", "role"),
     "PHOTOQ_AUTH_TOKEN": ("auth", "token"),
     "PHOTOQ_TRUSTED_PROXIES": ("server", "trusted_proxies"),  # comma-separated
 }
@@ -194,6 +198,7 @@ POSITIVE = {
 }
 CHOICES = {
     "server.log_level": ("debug", "info", "warning", "error"),
+    "server.role": ("all", "web", "worker"),
 }
 OUTPUT_KINDS = ("thumbnail", "variant")
 OUTPUT_FORMATS = ("webp", "jpeg", "png", "avif")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 SAMPLES_PER_KIND = 20  # completed jobs per kind whose execution times give that kind's cost
 WINDOW_BUSY_SECONDS = 300.0  # how much recent busy time the pool's parallelism is measured over
@@ -109,6 +109,45 @@ class ThroughputMeter:
         if rate is None:
             return None
         return max(0.0, work) / rate
+
+
+    def capacity(self) -> dict | None:
+        """What this node can do, for the other nodes' estimates (cluster mode): {"costs": {kind: seconds per job},
+        "parallelism": worker-seconds per busy second}; None until an estimate could be made here."""
+        if self.completions < self._min_completions:
+            return None
+        rate = self.parallelism()
+        costs = {kind: cost for kind in self._costs if (cost := self.cost(kind)) is not None}
+        if rate is None or not costs:
+            return None
+        return {"costs": costs, "parallelism": rate}
+
+
+def estimate_from_capacity(capacity: Mapping, remaining: Mapping[str, int]) -> float | None:
+    """Seconds one node that reported `capacity` would need for `remaining` alone; None when it never did a kind
+    that has work left (or reported nothing usable)."""
+    try:
+        costs, rate = capacity["costs"], float(capacity["parallelism"])
+        work = 0.0
+        for kind, count in remaining.items():
+            if count > 0:
+                if kind not in costs:
+                    return None
+                work += count * float(costs[kind])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return work / rate if rate > 0 else None
+
+
+def combined_estimate(estimates: Iterable[float | None]) -> float | None:
+    """Nodes working side by side on one queue: their rates add up, so 1/T = sum(1/T_i) over nodes that gave an
+    estimate. None when none did."""
+    known = [t for t in estimates if t is not None]
+    if not known:
+        return None
+    if any(t <= 0 for t in known):
+        return 0.0
+    return 1.0 / sum(1.0 / t for t in known)
 
 
 def rounded_eta(seconds: float | None) -> int | None:

@@ -1,6 +1,8 @@
 """In-process publish/subscribe for live progress: per-photo events as they happen, queue stats coalesced.
 
-Knows nothing of the database or HTTP: the stats are computed by a function handed in at construction.
+Knows nothing of the database or HTTP: the stats are computed by a function handed in at construction. In cluster
+mode a `relay` (set by cluster.py) also hands each published change to the other nodes, whose changes come back in
+through the same methods with relay=False.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,9 @@ class Broadcaster:
         self._dirty_albums: set[int | None] = set()
         self._dirty = asyncio.Event()
         self._task: asyncio.Task | None = None
+        # relay(kind, data): "photo" with a list of photo dicts, "stats" with a list of album ids, or an event name
+        # sent to all (e.g. "queue") with its data.
+        self.relay: Callable[[str, Any], None] | None = None
 
     @property
     def subscriber_count(self) -> int:
@@ -99,22 +105,34 @@ class Broadcaster:
         subscriber.last_stats = stats
         return Event(subscriber.initial_event_id, "stats", stats)
 
-    def publish_photos(self, states: Iterable[dict]) -> None:
+    def publish_photos(self, states: Iterable[dict], relay: bool = True) -> None:
         """Send `photo` events (dicts with at least id and album_id) and mark their albums' stats stale."""
+        sent = []
         for data in states:
             event = Event(self.next_id(), "photo", data)
             for subscriber in list(self._subscribers):
                 if subscriber.wants(data["album_id"]):
                     subscriber.offer(event)
-            self.stats_changed([data["album_id"]])
+            self._mark_dirty([data["album_id"]])
+            sent.append(data)
+        if relay and sent and self.relay is not None:
+            self.relay("photo", sent)
 
-    def publish_to_all(self, name: str, data: dict) -> None:
+    def publish_to_all(self, name: str, data: dict, relay: bool = True) -> None:
         """An event for every subscriber, whatever album it follows (e.g. `queue`: paused, breaker)."""
         event = Event(self.next_id(), name, data)
         for subscriber in list(self._subscribers):
             subscriber.offer(event)
+        if relay and self.relay is not None:
+            self.relay(name, data)
 
-    def stats_changed(self, album_ids: Iterable[int | None] = (None,)) -> None:
+    def stats_changed(self, album_ids: Iterable[int | None] = (None,), relay: bool = True) -> None:
+        album_ids = list(album_ids)
+        self._mark_dirty(album_ids)
+        if relay and self.relay is not None:
+            self.relay("stats", album_ids)
+
+    def _mark_dirty(self, album_ids: Iterable[int | None]) -> None:
         self._dirty_albums.update(album_ids)
         self._dirty.set()
 

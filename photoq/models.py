@@ -242,3 +242,18 @@ class Stats:
             "total": self.total,
             "eta_seconds": self.eta_seconds,
         }
+
+
+@dataclass(frozen=True)
+class Node:
+    """A running photoq in the nodes registry (cluster mode): who it is and what it last said in its heartbeat."""
+
+    id: str
+    host: str
+    port: int
+    role: str  # all | web | worker
+    workers: int  # image workers it runs (0 on a web node)
+    busy: int  # of those, how many were running a job
+    capacity: str | None  # JSON: its measured throughput (eta.ThroughputMeter.capacity), None until measured
+    started_at: float
+    last_seen: float

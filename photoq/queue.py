@@ -10,22 +10,25 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from .config import QueueSettings
-from .db import Database
-from .eta import ThroughputMeter, rounded_eta
+from .db import Database, database_unavailable
+from .eta import ThroughputMeter, combined_estimate, estimate_from_capacity, rounded_eta
 from .events import Broadcaster
 from .metrics import Metrics
 from .models import ClaimedJob, Job, JobKind, NewPhoto, NextJob, OutputFile, PhotoState, Stats, Status, iso
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PAUSED_SETTING = "queue.paused"
 PRUNE_INTERVAL_SECONDS = 3600.0  # complete jobs older than [queue] keep_done_days are deleted this often
 IDLE_RECHECK_SECONDS = 30.0  # an idle worker looks again at least this often (e.g. after `photoq retry-failed`)
+DATABASE_RETRY_SECONDS = 5.0  # while the database is unreachable, claims are tried again this often
 
 
 class Failure(StrEnum):
@@ -71,6 +74,13 @@ class CircuitBreaker:
         self._suspect_photos.clear()
         self._open_until = None
         self.last_error = None
+
+    def open_for(self, seconds: float, error: str) -> bool:
+        """Open at once for `seconds` (the database is gone: no job can start); True when it was not open."""
+        was_open = self.state == "open"
+        self.last_error = error
+        self._open_until = self._clock() + seconds
+        return not was_open
 
     def record_failure(self, photo_id: int | None, cause: Failure, error: str) -> bool:
         """Count a failed attempt of `photo_id` (None: not one photo's); True when this opened the breaker."""
@@ -118,16 +128,47 @@ class JobQueue:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds)
         self.paused = False
         self.throughput = ThroughputMeter()  # jobs from claim to outcome; turns remaining jobs into eta_seconds
+        # The other live nodes' measured capacity (cluster mode, kept fresh by cluster.py): the ETA counts them too.
+        self.peer_capacities: list[dict] = []
         self._changed = asyncio.Event()
 
     async def start(self) -> int:
-        """Load the pause switch and make the last run's orphaned jobs runnable. Returns how many were reclaimed."""
+        """Load the pause switch and make the last run's orphaned jobs runnable. Returns how many were reclaimed.
+
+        A database of one node's own (SQLite) holds no running job but the last run's: all of them are taken back at
+        once. A shared one (cluster mode) may hold other live nodes' running jobs: only expired leases are."""
         self.paused = await self.db.get_setting(PAUSED_SETTING) == "1"
-        reclaimed = await self.db.reclaim_orphans(self.clock())
-        if reclaimed:
-            log.info("reclaimed %d job(s) interrupted by the last shutdown or crash", reclaimed)
-        self.events.stats_changed()
+        if self.db.single_node:
+            reclaimed = await self.db.reclaim_orphans(self.clock())
+            if reclaimed:
+                log.info("reclaimed %d job(s) interrupted by the last shutdown or crash", reclaimed)
+        else:
+            reclaimed = await self.sweep_expired_leases()
+        self.events.stats_changed(relay=False)
         return reclaimed
+
+    async def refresh_paused(self) -> bool:
+        """Read the cluster-wide pause switch (another node may have flipped it); True when it changed here."""
+        paused = await self.db.get_setting(PAUSED_SETTING) == "1"
+        if paused == self.paused:
+            return False
+        self.paused = paused
+        self._publish_queue_state(relay=False)
+        if not paused:
+            self._notify()
+        return True
+
+    def wake(self) -> None:
+        """Something changed elsewhere (another node) that may make work runnable: idle workers look again."""
+        self._notify()
+
+    def database_lost(self, exc: BaseException) -> None:
+        """The database could not be reached: hold claims back (the breaker, opened for a short while) instead of
+        letting every worker hammer it; the half-open probe finds out when it is back."""
+        if self.breaker.open_for(DATABASE_RETRY_SECONDS, f"The database cannot be reached ({exc})."):
+            log.error("the database cannot be reached (%s); workers wait and try again every %.0fs",
+                      exc, DATABASE_RETRY_SECONDS)
+            self._publish_queue_state(relay=False)
 
     # -- waking workers ----------------------------------------------------------------------------------------
 
@@ -144,9 +185,17 @@ class JobQueue:
         if not self.paused:
             if not self.breaker.allows_claims():
                 timeout = min(timeout, self.breaker.seconds_until_closed())
-            next_run = await self.db.next_run_at()
-            if next_run is not None:
-                timeout = min(timeout, max(0.0, next_run - self.clock()))
+            else:
+                try:
+                    next_run = await self.db.next_run_at()
+                except Exception as exc:
+                    if not database_unavailable(exc):
+                        raise
+                    self.database_lost(exc)
+                    next_run = None
+                    timeout = min(timeout, self.breaker.seconds_until_closed())
+                if next_run is not None:
+                    timeout = min(timeout, max(0.0, next_run - self.clock()))
         try:
             await asyncio.wait_for(marker.wait(), timeout + 0.01)
         except TimeoutError:
@@ -227,7 +276,7 @@ class JobQueue:
 
     async def complete(self, job: Job, outputs: Sequence[OutputFile]) -> PhotoState | None:
         self.breaker.record_success()
-        state = await self.db.complete_job(job, outputs, self.clock())
+        state = await self._when_database_answers(lambda: self.db.complete_job(job, outputs, self.clock()))
         self.throughput.finished(job.id, completed=state is not None)  # before the stats this event triggers
         self._publish([state])
         return state
@@ -241,7 +290,7 @@ class JobQueue:
         retry_at = None
         if cause != Failure.UNREADABLE and job.attempts < job.max_attempts:
             retry_at = now + self.backoff.delay(job.attempts)
-        state = await self.db.fail_job(job, error, retry_at, now)
+        state = await self._when_database_answers(lambda: self.db.fail_job(job, error, retry_at, now))
         if state is not None:
             if self.metrics is not None:
                 self.metrics.job_failed(str(job.kind), will_retry=retry_at is not None)
@@ -265,10 +314,27 @@ class JobQueue:
     async def release(self, job: Job) -> None:
         """Hand back a job interrupted by shutdown, attempt refunded."""
         self.throughput.finished(job.id, completed=False)
-        self._publish([await self.db.release_job(job, self.clock())])
+        self._publish([await self._when_database_answers(lambda: self.db.release_job(job, self.clock()))])
+
+    async def _when_database_answers(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A job's outcome, written once the database answers again (it is retried while the database is gone, for
+        up to a lease: the rendered files are on disk and worth recording). After that the error goes up, the lease
+        runs out, and the job runs again: nothing is lost either way."""
+        give_up = time.monotonic() + self.settings.lease_seconds
+        delay = 0.5
+        while True:
+            try:
+                return await write()
+            except Exception as exc:
+                if not database_unavailable(exc) or time.monotonic() + delay > give_up:
+                    raise
+                self.database_lost(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DATABASE_RETRY_SECONDS)
 
     async def sweep_expired_leases(self) -> int:
-        """A job whose lease ran out (its worker hung while the process lived) counts as a failed attempt."""
+        """A job whose lease ran out (its worker hung, or its node died) counts as a failed attempt; any node takes back
+        any node's expired leases, so a dead node's jobs run again within about lease_seconds."""
         expired = await self.db.expired_leases(self.clock())
         for job in expired:
             await self.fail(job, "The worker stopped responding before the job finished (lease expired).",
@@ -334,10 +400,12 @@ class JobQueue:
         self._publish_queue_state()
         return cleared
 
-    def _publish_queue_state(self) -> None:
-        """Tell live pages about queue changes that move no photo: pause, resume, clearing, the breaker opening."""
-        self.events.publish_to_all("queue", {"paused": self.paused, "circuit_breaker": self.breaker.state})
-        self.events.stats_changed()  # eta_seconds: null while paused or the breaker is open, a number again after
+    def _publish_queue_state(self, relay: bool = True) -> None:
+        """Tell live pages about queue changes that move no photo: pause, resume, clearing, the breaker opening.
+        With `relay` the other nodes hear of it too (they read the switch themselves: the breaker is per node)."""
+        self.events.publish_to_all("queue", {"paused": self.paused, "circuit_breaker": self.breaker.state},
+                                   relay=relay)
+        self.events.stats_changed(relay=False)  # eta_seconds: null while paused or the breaker is open, a number after
 
     # -- stats -------------------------------------------------------------------------------------------------
 
@@ -356,7 +424,9 @@ class JobQueue:
             return 0
         if not self.can_claim():
             return None
-        return rounded_eta(self.throughput.estimate(remaining))
+        estimates = [self.throughput.estimate(remaining)]
+        estimates += [estimate_from_capacity(capacity, remaining) for capacity in self.peer_capacities]
+        return rounded_eta(combined_estimate(estimates))
 
     async def overview(self, status: Status | None = None, limit: int = 100) -> dict:
         counts = await self.db.job_counts()

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from . import imaging
 from .config import Output, Settings
+from .db import database_unavailable
 from .memory_budget import MIB, MemoryBudget
 from .models import ClaimedJob, Job, JobKind, OutputFile, Status
 from .queue import Failure, JobQueue
@@ -150,7 +151,6 @@ class WorkerPool:
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(i), name=f"photoq-worker-{i}") for i in range(self.size)]
         self._tasks.append(asyncio.create_task(self._keep_leases(), name="photoq-leases"))
-        self._tasks.append(asyncio.create_task(self._sweep_expired(), name="photoq-lease-sweep"))
         self._tasks.append(asyncio.create_task(self.queue.keep_pruning(), name="photoq-prune-jobs"))
         self._tasks.append(asyncio.create_task(self._prewarm(), name="photoq-prewarm"))
 
@@ -182,10 +182,13 @@ class WorkerPool:
             marker = self.queue.change_marker()
             try:
                 claimed, memory = await self._claim_within_budget()
-            except Exception:
-                log.exception("could not claim a job")
+            except Exception as exc:
                 claimed, memory = None, 0
-                await asyncio.sleep(1)
+                if database_unavailable(exc):
+                    self.queue.database_lost(exc)  # the breaker holds claims back until it may be back
+                else:
+                    log.exception("could not claim a job")
+                    await asyncio.sleep(1)
             if claimed is None:
                 if not self._stopping:
                     await self.queue.wait_for_work(marker)
@@ -371,13 +374,7 @@ class WorkerPool:
             await asyncio.sleep(interval)
             try:
                 await self.queue.renew(list(self._running.values()))
-            except Exception:
-                log.exception("could not renew job leases")
+            except Exception as exc:
+                if not database_unavailable(exc):  # an outage is the heartbeat's to report
+                    log.exception("could not renew job leases")
 
-    async def _sweep_expired(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.queue.sweep_interval_seconds)
-            try:
-                await self.queue.sweep_expired_leases()
-            except Exception:
-                log.exception("could not sweep expired leases")

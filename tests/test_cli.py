@@ -98,6 +98,7 @@ async def test_status_and_retry_failed_work_beside_a_running_server(server, tmp_
     status = photoq("status", *cli_args, cwd=tmp_path, env=env)
     assert status.returncode == 0, status.stderr
     assert "failed 1" in status.stdout and "total 1" in status.stdout
+    assert f":{server.port} all, workers busy 0/1 (live)" in status.stdout  # the nodes registry
 
     original.with_suffix(".away").rename(original)
     retried = photoq("retry-failed", *cli_args, cwd=tmp_path, env=env)

@@ -94,3 +94,18 @@ def test_serve_with_a_bad_value_stops_with_one_clear_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "server.port" in lines[0] and "command line" in lines[0]
     assert not (tmp_path / "d").exists()
+
+
+def test_role_precedence_flag_over_environment_over_file_over_default(tmp_path):
+    from photoq.cli import build_parser, settings_from
+
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\nrole = "web"\n')
+    assert load_settings(environ={}).server.role == "all"
+    assert load_settings(config, environ={}).server.role == "web"
+    assert load_settings(config, environ={"PHOTOQ_ROLE": "worker"}).server.role == "worker"
+    assert load_settings(config, environ={"PHOTOQ_ROLE": "worker"}, overrides={"server.role": "all"}).server.role == "all"
+    args = build_parser().parse_args(["serve", "--role", "worker", "--config", str(config)])
+    assert settings_from(args).server.role == "worker"
+    with pytest.raises(ConfigError, match="server.role"):
+        load_settings(environ={"PHOTOQ_ROLE": "render"})

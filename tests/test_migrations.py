@@ -26,13 +26,20 @@ def version_3_schema() -> str:
     """schema.sql as it was at version 3: ids without AUTOINCREMENT, no jobs.lease_token, no outputs.source_sha256
     (MIGRATIONS[2]) and no sessions or login_codes tables (MIGRATIONS[3])."""
     sql, count = re.subn(r"\n--[^\n]*\(v5\)[^\n]*\n(?:--[^\n]*\n)*CREATE TABLE (sessions|login_codes) \(.*?\) WITHOUT ROWID;", "",
-                         schema_sql(), flags=re.S)
+                         version_5_schema(), flags=re.S)
     assert count == 2
     sql, count = re.subn(r"\n\s*(lease_token|source_sha256)\s+TEXT,\s*--[^\n]*\(v4\)", "", sql)
     assert count == 2
     sql, count = re.subn(r"INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY", sql)
     assert count == 4
     return sql
+
+
+def version_5_schema() -> str:
+    """schema.sql as it was at version 5: without the nodes table (MIGRATIONS[4])."""
+    before, marker, _ = schema_sql().partition("\n-- Cluster mode's nodes registry")
+    assert marker
+    return before
 
 
 def old_database(path, schema: str, version: int, *inserts: str) -> None:
@@ -59,7 +66,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -121,7 +128,7 @@ def assert_same_columns_as_a_new_database(path) -> None:
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("albums", "photos", "outputs", "jobs", "job_attempts", "sessions", "login_codes"):
+    for table in ("albums", "photos", "outputs", "jobs", "job_attempts", "sessions", "login_codes", "nodes"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
@@ -157,7 +164,7 @@ async def test_a_version_3_database_never_hands_out_an_id_it_handed_out_before(t
     db = Database(path, id_floors=lambda: {"photos": 7, "albums": 4})  # a variant folder 7, a tus upload for album 4
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         assert (await db.get_photo(5)).filename == "p.jpg"  # the rows are kept
         album = await db.create_album("New", 5.0)
         assert album.id == 5
@@ -191,3 +198,17 @@ def _new_photo():
 
 async def _no_files(*_):
     return None
+
+
+async def test_a_version_5_database_gets_the_nodes_registry(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(path, version_5_schema(), 5)
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        assert [a.name for a in await db.list_albums()] == ["Old"]
+        assert await db.list_nodes() == []
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)

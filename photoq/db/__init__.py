@@ -9,12 +9,15 @@
     maintenance.py  doctor and reprocess
     sessions.py     web sessions and one-time login codes
     sqlite.py       the SQLite backend, all of the above
+    availability.py which errors mean the database cannot be reached (an outage, not a fault)
+    pg_events.py    the event bridge between nodes on PostgreSQL (LISTEN/NOTIFY)
 """
 
+from .availability import DatabaseUnavailable, database_unavailable
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SCHEMA_VERSION_BASE, schema_sql
 from .sqlite import SQLiteStore
-from .store import Store
+from .store import EventBridge, Store
 
 Database = SQLiteStore  # the name the callers have always used
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SCHEMA_VERSION_BASE", "Database", "SQLiteStore", "Store", "schema_sql"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SCHEMA_VERSION_BASE", "Database", "DatabaseUnavailable", "EventBridge", "SQLiteStore", "Store", "database_unavailable", "schema_sql"]

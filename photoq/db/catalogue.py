@@ -11,6 +11,7 @@ from ..models import (
     Attempt,
     JobKind,
     NewPhoto,
+    Node,
     OutputFile,
     Photo,
     Stats,
@@ -49,6 +50,36 @@ class SQLiteCatalogue(SQLiteConnection):
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         ).close())
+
+    # -- nodes -------------------------------------------------------------------------------------------------
+
+    def event_bridge(self) -> None:
+        return None  # one node per SQLite file: the in-process broadcaster is the whole story
+
+    async def heartbeat_node(self, node: Node) -> None:
+        await self.writer.execute_write_fn(lambda conn: conn.execute(
+            """INSERT INTO nodes (id, host, port, role, workers, busy, capacity, started_at, last_seen)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET busy = excluded.busy, capacity = excluded.capacity,
+                   workers = excluded.workers, last_seen = excluded.last_seen""",
+            (node.id, node.host, node.port, node.role, node.workers, node.busy, node.capacity, node.started_at,
+             node.last_seen),
+        ).close(), durable=False)  # a lost heartbeat is written again within seconds
+
+    async def list_nodes(self) -> list[Node]:
+        found = await self._read_all(
+            "SELECT id, host, port, role, workers, busy, capacity, started_at, last_seen FROM nodes "
+            "ORDER BY started_at, id")
+        return [Node(*tuple(r)) for r in found]
+
+    async def forget_node(self, node_id: str) -> None:
+        await self.writer.execute_write_fn(
+            lambda conn: conn.execute("DELETE FROM nodes WHERE id = ?", (node_id,)).close())
+
+    async def forget_silent_nodes(self, silent_since: float) -> int:
+        return await self.writer.execute_write_fn(
+            lambda conn: conn.execute("DELETE FROM nodes WHERE last_seen < ?", (silent_since,)).rowcount,
+            durable=False)
 
     # -- albums ------------------------------------------------------------------------------------------------
 
@@ -142,9 +173,18 @@ class SQLiteCatalogue(SQLiteConnection):
         return await self.writer.execute_write_fn(insert)
 
     async def unstage(self, staged_ids: Sequence[int] | None, remove_files: RemovePaths) -> None:
+        await self._unstage(staged_ids, None, remove_files)
+
+    async def unstage_older_than(self, before: float, remove_files: RemovePaths) -> int:
+        return await self._unstage(None, before, remove_files)
+
+    async def _unstage(self, staged_ids: Sequence[int] | None, before: float | None, remove_files: RemovePaths) -> int:
         async with self.writer.lock:
             async with self.writer.transaction_locked() as tx:
-                if staged_ids is None:
+                if before is not None:
+                    found = await tx.fetchall(
+                        "DELETE FROM staged_files WHERE created_at < ? RETURNING path, sha256", (before,))
+                elif staged_ids is None:
                     found = await tx.fetchall("DELETE FROM staged_files RETURNING path, sha256")
                 else:
                     found = []
@@ -157,6 +197,7 @@ class SQLiteCatalogue(SQLiteConnection):
                     if not await self._sha256_referenced(tx, sha256):
                         unreferenced.append(path)
                 await remove_files(unreferenced)  # before the commit: see Store.unstage
+        return len(found)
 
     # -- reads -------------------------------------------------------------------------------------------------
 

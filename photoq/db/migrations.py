@@ -45,6 +45,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TABLE login_codes (code_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, expires_at REAL NOT NULL) "
         "WITHOUT ROWID"
     ),
+    # 5 -> 6: the nodes registry of cluster mode: each running photoq writes a heartbeat row (see cluster.py).
+    Migration(
+        "CREATE TABLE nodes (id TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, "
+        "role TEXT NOT NULL CHECK (role IN ('all', 'web', 'worker')), "
+        "workers INTEGER NOT NULL, busy INTEGER NOT NULL, capacity TEXT, started_at REAL NOT NULL, "
+        "last_seen REAL NOT NULL) WITHOUT ROWID"
+    ),
 )
 SCHEMA_VERSION = SCHEMA_VERSION_BASE + len(MIGRATIONS)
 

@@ -21,6 +21,7 @@ from ..models import (
     JobKind,
     NewPhoto,
     NextJob,
+    Node,
     OutputFile,
     Photo,
     PhotoState,
@@ -36,8 +37,37 @@ RemovePaths = Callable[[list[str]], Awaitable[None]]
 QueueOutcome = tuple[str, list[str]]
 
 
+# on_message(payload) for each message another node sent.
+OnMessage = Callable[[str], None]
+
+
+class EventBridge(abc.ABC):
+    """Carries short messages (live events, "work queued", "paused") between the nodes sharing one database.
+    Best effort: a message sent while the database is unreachable is lost, and `on_reconnect` tells the receiver
+    it may have missed some."""
+
+    MAX_PAYLOAD_BYTES = 7900  # PostgreSQL's NOTIFY takes under 8000 bytes
+
+    @abc.abstractmethod
+    async def start(self, on_message: OnMessage, on_reconnect: Callable[[], None]) -> None:
+        """Start listening; `on_message` gets every message sent by any node (this one's too)."""
+
+    @abc.abstractmethod
+    async def send(self, payloads: Sequence[str]) -> None:
+        """Send messages (each under MAX_PAYLOAD_BYTES of UTF-8) to every listening node, in order."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop listening and disconnect."""
+
+
 class Store(abc.ABC):
     """The queue and catalogue's storage. Open before use, close when done."""
+
+    # True when this database belongs to one photoq process (SQLite in the data directory): every job marked
+    # processing at start-up is then an orphan of the last run. False when several nodes share it (PostgreSQL): only
+    # expired leases may be taken back.
+    single_node: bool = True
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -62,6 +92,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_setting(self, key: str, value: str) -> None:
         """Set a durable switch (insert or replace)."""
+
+    # -- nodes (cluster mode) ----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def event_bridge(self) -> EventBridge | None:
+        """A bridge to the other nodes sharing this database; None when no other node can (SQLite)."""
+
+    @abc.abstractmethod
+    async def heartbeat_node(self, node: Node) -> None:
+        """Insert or replace this node's registry row (its last_seen is node.last_seen)."""
+
+    @abc.abstractmethod
+    async def list_nodes(self) -> list[Node]:
+        """Every node in the registry, oldest start first."""
+
+    @abc.abstractmethod
+    async def forget_node(self, node_id: str) -> None:
+        """Remove a node's row (it stopped)."""
+
+    @abc.abstractmethod
+    async def forget_silent_nodes(self, silent_since: float) -> int:
+        """Remove the rows of nodes not seen since `silent_since`; how many."""
 
     # -- catalogue: albums -------------------------------------------------------------------------------------
 
@@ -113,6 +165,11 @@ class Store(abc.ABC):
         files unless a photo or another upload in flight references the same bytes. The files go (durably, see
         Storage.remove_relpaths) before the rows are committed away: a power cut in between leaves the rows, and the
         next start removes them again; the other order could bring the files back with nothing left to remove them."""
+
+    @abc.abstractmethod
+    async def unstage_older_than(self, before: float, remove_files: RemovePaths) -> int:
+        """unstage for the rows staged before `before`: with a shared database, the uploads of nodes that died between
+        staging and committing (a live upload commits within moments of staging). How many rows."""
 
     # -- catalogue: reads --------------------------------------------------------------------------------------
 

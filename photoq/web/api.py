@@ -12,7 +12,7 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..models import Album, Photo, Status, clean_album_name, iso, original_version, output_version
 from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
-from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
+from .keys import CLUSTER, CONFIG, DB, INGEST, QUEUE, STORAGE
 from .uploads import MultipartFiles, upload_answer
 
 routes = web.RouteTableDef()
@@ -317,19 +317,24 @@ async def stats(request: web.Request) -> web.Response:
 
 @routes.get("/api/admin/queue")
 async def queue_overview(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[QUEUE].overview(status_param(request)))
+    return web.json_response(await queue_object(request.app, status_param(request)))
+
+
+async def queue_object(app: web.Application, status: Status | None = None) -> dict:
+    """The queue object of GET /api/admin/queue: the queue's overview and the cluster's nodes."""
+    return {**await app[QUEUE].overview(status), "nodes": await app[CLUSTER].nodes()}
 
 
 @routes.post("/api/admin/queue/pause")
 async def pause_queue(request: web.Request) -> web.Response:
     await request.app[QUEUE].pause()
-    return web.json_response(await request.app[QUEUE].overview())
+    return web.json_response(await queue_object(request.app))
 
 
 @routes.post("/api/admin/queue/resume")
 async def resume_queue(request: web.Request) -> web.Response:
     await request.app[QUEUE].resume()
-    return web.json_response(await request.app[QUEUE].overview())
+    return web.json_response(await queue_object(request.app))
 
 
 @routes.post("/api/admin/queue/retry-failed")

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..admission import Slots
 from ..auth_token import Credentials
+from ..cluster import ClusterNode
 from ..config import Settings
 from ..db import Database
 from ..events import Broadcaster
@@ -30,6 +31,7 @@ INGEST = web.AppKey("ingest", Ingest)
 RESUMABLE = web.AppKey("resumable", ResumableUploads)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
+CLUSTER = web.AppKey("cluster", ClusterNode)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)
 UPLOAD_SLOTS = web.AppKey("upload_slots", Slots)
 EVENT_STREAM_SLOTS = web.AppKey("event_stream_slots", Slots)

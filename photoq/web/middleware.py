@@ -9,9 +9,11 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from ..config import RateLimitSettings
+from ..db import database_unavailable
 from ..errors import (
     Forbidden,
     InsufficientStorage,
+    Overloaded,
     PayloadTooLarge,
     PhotoqError,
     RateLimited,
@@ -31,6 +33,7 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC_PATHS = {"/healthz", "/login", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/static/",)
 METRICS_PATH = "/metrics"  # public only with [metrics] public = true
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def is_api(request: web.Request) -> bool:
@@ -59,9 +62,14 @@ async def errors_middleware(request: web.Request, handler):
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")},
         )
-    except (ConnectionResetError, ConnectionError):
-        raise
     except Exception as exc:
+        if database_unavailable(exc):  # the database is restarting or unreachable: a pause, not a fault
+            log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
+            return error_response(Overloaded(
+                "The database cannot be reached right now; nothing was changed. Try again shortly.",
+                code="database_unavailable", headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}))
+        if isinstance(exc, ConnectionError):  # the client went away
+            raise
         if out_of_disk(exc):  # the database or a file could not grow: the contract's 507, not a crash
             log.error("disk full during %s %s: %s", request.method, request.path, exc)
             return error_response(InsufficientStorage())

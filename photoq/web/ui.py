@@ -26,7 +26,7 @@ from ..models import (
     output_version,
 )
 from .api import MAX_SQLITE_INTEGER
-from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
+from .keys import CLUSTER, CONFIG, DB, QUEUE, STORAGE
 from .session import safe_next
 from .templating import render
 
@@ -497,7 +497,8 @@ async def queue_page(request: web.Request) -> web.Response:
     overview = await queue.overview(Status.FAILED, limit=ERROR_REPORT_LIMIT)
     running = (await queue.overview(Status.PROCESSING, limit=50))["jobs"]
     labels = await request.app[DB].photo_labels([j["photo_id"] for j in overview["jobs"] + running])
-    workers = request.app.get(WORKERS)
+    nodes = await request.app[CLUSTER].nodes()
+    live = [n for n in nodes if n["state"] == "live"]
     oldest = overview["oldest_job_age_seconds"]
     breaker = overview["circuit_breaker"]
     return await page(request, "queue.html", {
@@ -508,8 +509,9 @@ async def queue_page(request: web.Request) -> web.Response:
         "oldest_seconds": oldest,
         "eta_text": human_eta(await queue.eta_seconds()),
         "breaker": breaker,
-        "workers_busy": workers.busy if workers is not None else 0,
-        "workers_total": workers.size if workers is not None else request.app[CONFIG].processing.workers,
+        "workers_busy": sum(n["busy"] for n in live),  # over the whole cluster (one node without one)
+        "workers_total": sum(n["workers"] for n in live),
+        "nodes": nodes,
         "nav": "queue",
     })
 
