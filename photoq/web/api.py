@@ -11,6 +11,7 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..models import Album, Photo, Status, clean_album_name, iso
 from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
+from . import urls
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
 
 routes = web.RouteTableDef()
@@ -65,8 +66,7 @@ def album_dict(album: Album) -> dict:
 
 
 def photo_urls(photo: Photo, output_names) -> dict:
-    base = f"/api/photos/{photo.id}/file?variant="
-    return {"original": base + "original", **{name: base + name for name in output_names}}
+    return {name: urls.photo_file(photo.id, name) for name in ("original", *output_names)}
 
 
 def photo_dict(photo: Photo, output_names) -> dict:
