@@ -20,6 +20,7 @@ from .models import (
     PRIORITY,
     Album,
     Attempt,
+    Batch,
     ClaimedJob,
     Job,
     JobKind,
@@ -42,6 +43,14 @@ MIGRATIONS: tuple[str, ...] = (
     # fresh one and files are found in the format they were written in; a job may render only some outputs.
     "ALTER TABLE outputs ADD COLUMN format TEXT; ALTER TABLE outputs ADD COLUMN spec TEXT; "
     "ALTER TABLE jobs ADD COLUMN outputs TEXT",
+    # 3 -> 4: an album's batch (its work since its last idle moment) is kept here, so every page load, tab and device
+    # shows the same "n of m": when it started and the upload batch (X-Photoq-Batch) that started it, and when each
+    # photo last entered the queue.
+    "ALTER TABLE albums ADD COLUMN batch_started_at REAL; ALTER TABLE albums ADD COLUMN batch_key TEXT; "
+    "ALTER TABLE photos ADD COLUMN queued_at REAL; UPDATE photos SET queued_at = created_at; "
+    "CREATE INDEX photos_by_album_queued ON photos(album_id, queued_at); "
+    "UPDATE albums SET batch_started_at = (SELECT min(created_at) FROM photos p WHERE p.album_id = albums.id "
+    "AND p.processing_status IN ('pending', 'processing'))",
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -319,7 +328,8 @@ class Database:
         return ids
 
     async def insert_photos(
-        self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int], now: float, max_attempts: int
+        self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int], now: float, max_attempts: int,
+        batch: str | None = None,
     ) -> list[tuple[int | None, int | None]]:
         """Insert photos and their two jobs in one transaction; the staged rows go in the same commit.
 
@@ -330,6 +340,7 @@ class Database:
         async with self.transaction() as tx:
             if not await self._scalar(tx, "SELECT EXISTS(SELECT 1 FROM albums WHERE id = ?)", (album_id,)):
                 raise LookupError(album_id)
+            await _join_batch(tx, album_id, now, batch)
             for photo in photos:
                 existing = await self._scalar(
                     tx, "SELECT id FROM photos WHERE album_id = ? AND sha256 = ?", (album_id, photo.sha256)
@@ -339,10 +350,10 @@ class Database:
                     continue
                 async with tx.execute(
                     """INSERT INTO photos (album_id, filename, sha256, size_bytes, width, height, format, content_type,
-                                           taken_at, exif, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                                           taken_at, exif, created_at, queued_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                     (album_id, photo.filename, photo.sha256, photo.size_bytes, photo.width, photo.height, photo.format,
-                     photo.content_type, photo.taken_at, json.dumps(photo.exif, ensure_ascii=False), now),
+                     photo.content_type, photo.taken_at, json.dumps(photo.exif, ensure_ascii=False), now, now),
                 ) as cur:
                     photo_id = (await cur.fetchone())[0]
                 await tx.executemany(
@@ -425,6 +436,22 @@ class Database:
                 "SELECT processing_status AS s, count(*) AS n FROM photos WHERE album_id = ? GROUP BY 1", (album_id,)
             )
         return Stats(**{r["s"]: r["n"] for r in rows})
+
+    async def album_batches(self, album_id: int | None = None) -> list[Batch]:
+        """The batch of one album, or of every album that has one: the photos that entered the queue since the
+        album's last idle moment (and any photo still unfinished), counted by status."""
+        rows = await self._read_all(
+            f"""SELECT a.id AS album_id, a.name AS album_name, a.batch_started_at AS started_at,
+                       count(p.id) AS total,
+                       coalesce(sum(p.processing_status = 'complete'), 0) AS complete,
+                       coalesce(sum(p.processing_status = 'failed'), 0) AS failed
+                FROM albums a JOIN photos p ON p.album_id = a.id
+                     AND (p.queued_at >= a.batch_started_at OR p.processing_status IN {UNFINISHED})
+                WHERE a.batch_started_at IS NOT NULL AND (? IS NULL OR a.id = ?)
+                GROUP BY a.id""",
+            (album_id, album_id),
+        )
+        return [Batch(**dict(r)) for r in rows]
 
     # -- eta queries -------------------------------------------------------------------------------------------
 
@@ -590,6 +617,7 @@ class Database:
 
     @staticmethod
     async def _requeue(tx, parts: Sequence[tuple[int, JobKind]], now: float, max_attempts: int) -> None:
+        await _photos_join_batches(tx, [photo_id for photo_id, _ in parts], now)
         # An upsert: the job row may have been cleared from the dead letter while its photo stayed failed.
         await tx.executemany(
             """INSERT INTO jobs (photo_id, kind, priority, max_attempts, run_at, created_at, updated_at)
@@ -751,6 +779,7 @@ class Database:
             wanted = None if current is None else sorted({*current, *names})
         else:
             wanted = sorted(set(names))
+        await _photos_join_batches(tx, [photo_id], now)
         async with tx.execute(
             f"UPDATE photos SET {KIND_COLUMN[kind]} = 'pending', completed_at = NULL WHERE id = ? "
             f"RETURNING {PHOTO_STATE_COLUMNS}", (photo_id,)
@@ -902,6 +931,32 @@ class Database:
 
 class _RollBack(Exception):
     """Raised inside a transaction to undo it (a dry run)."""
+
+
+async def _join_batch(tx, album_id: int, now: float, key: str | None = None) -> None:
+    """Work is about to enter the album's queue: it starts a new batch when the album has nothing unfinished (its
+    last batch is over), unless it continues the upload batch (`key`, X-Photoq-Batch) that started the current one:
+    a slow upload whose processing keeps catching up stays one batch. Call before the photos become unfinished."""
+    await tx.execute(
+        f"""UPDATE albums SET batch_started_at = ?, batch_key = ?
+            WHERE id = ? AND (batch_started_at IS NULL OR batch_key IS NULL OR ? IS NULL OR batch_key <> ?)
+              AND NOT EXISTS (SELECT 1 FROM photos WHERE album_id = ? AND processing_status IN {UNFINISHED})""",
+        (now, key, album_id, key, key, album_id),
+    )
+    if key is not None:
+        await tx.execute("UPDATE albums SET batch_key = ? WHERE id = ?", (key, album_id))
+
+
+async def _photos_join_batches(tx, photo_ids: Sequence[int], now: float) -> None:
+    """Photos about to be queued again (retry, reprocess) join their albums' batches."""
+    ids = list(dict.fromkeys(photo_ids))
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        async with tx.execute(f"SELECT DISTINCT album_id FROM photos WHERE id IN ({marks})", chunk) as cur:
+            albums = [r[0] for r in await cur.fetchall()]
+        for album_id in albums:
+            await _join_batch(tx, album_id, now)
+        await tx.execute(f"UPDATE photos SET queued_at = ? WHERE id IN ({marks})", (now, *chunk))
 
 
 def _chunks(items: list, size: int = 500) -> list[list]:

@@ -243,7 +243,7 @@ class Ingest:
         if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:
             raise InsufficientStorage("The server's disk is nearly full, so the upload was not accepted.")
 
-    async def receive(self, reader: MultipartReader, album_id: int) -> tuple[int, dict]:
+    async def receive(self, reader: MultipartReader, album_id: int, batch: str | None = None) -> tuple[int, dict]:
         """Read every part, then store and queue what was accepted. Returns (HTTP status, response body)."""
         entries: list[dict] = []
         received: dict[int, Received] = {}  # index in entries -> the file
@@ -272,12 +272,13 @@ class Ingest:
                 raise BadRequest("The request has no file parts; send one or more parts named 'file'.",
                                  code="no_files")
             if received:
-                await self._store_and_queue(album_id, entries, received)
+                await self._store_and_queue(album_id, entries, received, batch)
         finally:
             await self.storage.remove_uploads(r.temp for r in received.values())
         return self._response(entries)
 
-    async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int) -> tuple[int, dict]:
+    async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int,
+                           batch: str | None = None) -> tuple[int, dict]:
         """A whole file that arrived another way (a finished resumable upload) takes a multipart part's road from
         here: probe, dedup, store the original, photo + jobs. Returns (HTTP status, the entry an upload response
         would list for it). The file may have been moved into the store; what is left there is the caller's."""
@@ -287,10 +288,11 @@ class Ingest:
         if isinstance(probe, Rejection):
             entry.update(status="rejected", error=probe.code, message=probe.message)
             return probe.status, entry
-        await self._store_and_queue(album_id, [entry], {0: Received(path, sha256, size, probe)})
+        await self._store_and_queue(album_id, [entry], {0: Received(path, sha256, size, probe)}, batch)
         return (202 if entry["status"] == "pending" else 200), entry
 
-    async def _store_and_queue(self, album_id: int, entries: list[dict], received: dict[int, Received]) -> None:
+    async def _store_and_queue(self, album_id: int, entries: list[dict], received: dict[int, Received],
+                               batch: str | None = None) -> None:
         first_index_of: dict[str, int] = {}
         for index, item in received.items():
             first_index_of.setdefault(item.sha256, index)
@@ -308,7 +310,7 @@ class Ingest:
                     raise
             photos = [self._new_photo(entries[i]["filename"], item) for i, item in unique.items()]
             try:
-                results = await self.queue.add_photos(album_id, photos, staged_ids)
+                results = await self.queue.add_photos(album_id, photos, staged_ids, batch)
             except LookupError:
                 raise NotFound("The album was deleted during the upload.") from None
         except BaseException:

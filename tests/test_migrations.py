@@ -17,8 +17,20 @@ def version_1_schema() -> str:
 
 def version_2_schema() -> str:
     """schema.sql as it was at version 2: without outputs.format, outputs.spec and jobs.outputs (MIGRATIONS[1])."""
-    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", schema_sql())
+    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", version_3_schema())
     assert count == 3
+    return sql
+
+
+def version_3_schema() -> str:
+    """schema.sql as it was at version 3: without the album batch (MIGRATIONS[2])."""
+    sql = schema_sql()
+    sql, count = re.subn(r",\n(\s*--[^\n]*\n)*\s*batch_started_at\s+REAL,\n\s*batch_key\s+TEXT\n", "\n", sql)
+    assert count == 1
+    sql, count = re.subn(r"\n\s*queued_at\s+REAL,[^\n]*\(v4\)", "", sql)
+    assert count == 1
+    sql, count = re.subn(r"\nCREATE INDEX photos_by_album_queued[^\n]*", "", sql)
+    assert count == 1
     return sql
 
 
@@ -46,7 +58,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db._scalar(db._writer, "PRAGMA user_version") == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 3
+        assert await db._scalar(db._writer, "PRAGMA user_version") == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 4
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -73,7 +85,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db._scalar(db._writer, "PRAGMA user_version") == 3
+        assert await db._scalar(db._writer, "PRAGMA user_version") == 4
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -93,9 +105,26 @@ def assert_same_columns_as_a_new_database(path) -> None:
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("photos", "outputs", "jobs"):
+    for table in ("albums", "photos", "outputs", "jobs"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
 def columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")]
+
+
+async def test_a_version_3_database_gets_the_album_batch_of_its_unfinished_work(tmp_path):
+    path = tmp_path / "photoq.db"
+    photo = """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                                   thumbnail_status, variant_status, created_at)
+               VALUES ({id}, 1, 'p.jpg', '{id}', 10, 4, 3, 'jpeg', 'image/jpeg', '{status}', '{status}', {at})"""
+    old_database(path, version_3_schema(), 3, photo.format(id=1, status="complete", at=1.0),
+                 photo.format(id=2, status="pending", at=5.0), photo.format(id=3, status="pending", at=6.0))
+    db = Database(path)
+    await db.open()
+    try:
+        (batch,) = await db.album_batches(1)
+        assert (batch.total, batch.done, batch.started_at) == (2, 0, 5.0)  # the unfinished photos, not the old one
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)

@@ -228,11 +228,13 @@
   // -- processing progress ("Processing 12 of 50") ----------------------------------------------------------------
 
   let busy = root.dataset.busy === '1';
-  let runActive = Number(root.dataset.unfinished) > 0;
-  let idleSettled = Number(root.dataset.settled);  // complete + failed when the current run began
-  let idleFailed = Number(root.dataset.failed);
   let lastUnfinished = Number(root.dataset.unfinished);
   let lastSettled = Number(root.dataset.settled);
+  // The album's batch (its work since its last idle moment) is counted by the server, so every page load, tab and
+  // device shows the same "n of m". A finished batch is reported when this page saw it run, or when it is newer
+  // than the one the page was rendered with (it ran between two stats events).
+  let shownBatch = root.dataset.batchStarted || '';
+  let sawRunning = root.dataset.batchRunning === '1';
   const processingText = $('processing-text');
   const processingBar = $('processing-progress');
   const eta = window.photoq.etaCountdown((text) => {
@@ -240,45 +242,48 @@
     if (line.textContent !== text) line.textContent = text;
     line.hidden = !text;
   });
+  const speak = window.photoq.politeAnnouncer($('processing-live'));
+
+  /** What the progress line says of a batch. */
+  function batchText(batch) {
+    if (!batch.finished) return 'Processing ' + batch.done + ' of ' + batch.total;
+    if (!batch.failed) return batch.total === 1 ? 'The photo is processed.' : 'All ' + batch.total + ' photos are processed.';
+    if (!batch.complete) return 'Done: ' + plural(batch.failed, 'photo') + ' could not be processed.';
+    return 'Done: ' + batch.complete + ' processed, ' + batch.failed + ' failed.';
+  }
+
+  function showBatch(batch) {
+    const text = batchText(batch);
+    processingPanel.hidden = false;
+    processingPanel.dataset.state = !batch.finished ? 'running' : (batch.failed ? 'failed' : 'done');
+    processingText.textContent = text;
+    processingBar.max = Math.max(batch.total, 1);
+    processingBar.value = batch.done;
+    speak(text, batch.finished);
+  }
 
   function onStats(stats) {
     const unfinished = stats.pending + stats.processing;
     const settled = stats.complete + stats.failed;
     if (settled > lastSettled) queueIsRunning();
     lastUnfinished = unfinished;
+    lastSettled = settled;
     $('photo-total').textContent = String(stats.total);
     $('photo-total-s').textContent = stats.total === 1 ? '' : 's';
     setFailedCount(stats.failed);
     if (stats.failed > 0 && errorList.children.length) errorReport.hidden = false;
 
-    lastSettled = settled;
     eta.set(unfinished > 0 ? stats.eta_seconds : 0);
-    if (unfinished > 0) {
-      if (!runActive) { runActive = true; }
-      const done = Math.max(0, settled - idleSettled);
-      const total = done + unfinished;
-      processingPanel.hidden = false;
-      processingText.textContent = 'Processing ' + done + ' of ' + total;
-      processingBar.max = total;
-      processingBar.value = done;
-    } else {
-      // A run can start and end between two stats events (a fast photo, or one that fails at once): it still ran.
-      if (runActive || settled > idleSettled) {
-        const done = Math.max(0, settled - idleSettled);
-        const failed = Math.max(0, stats.failed - idleFailed);
-        const ok = done - failed;
-        if (!done) processingText.textContent = 'Processing is done.';
-        else if (!failed) processingText.textContent = done === 1 ? 'The photo is processed.' : 'All ' + done + ' photos are processed.';
-        else if (!ok) processingText.textContent = 'Done: ' + plural(failed, 'photo') + ' could not be processed.';
-        else processingText.textContent = 'Done: ' + ok + ' processed, ' + failed + ' failed.';
-        processingBar.max = 1;
-        processingBar.value = 1;
-        runActive = false;
-      }
-      idleSettled = settled;
-      idleFailed = stats.failed;
-      if (busy) scheduleBusyCheck();
+    const batch = stats.batch;
+    if (batch && !batch.finished) {
+      sawRunning = true;
+      showBatch(batch);
+    } else if (batch && (sawRunning || batch.started_at !== shownBatch)) {
+      sawRunning = false;
+      showBatch(batch);
     }
+    if (batch) shownBatch = batch.started_at;
+    if (!unfinished && busy) scheduleBusyCheck();
   }
 
   /** Photos are being finished, so the queue is not paused (any more): drop the stale "paused" notices. */

@@ -220,6 +220,34 @@
     window.setTimeout(() => { region.textContent = message; }, 50);
   }
 
+  const ANNOUNCE_EVERY_MS = 5000;
+
+  /** A live region that speaks at most every few seconds: progress text changes four times a second, screen readers
+   * would read every one. `say(text, now)`: the latest text is spoken when the interval allows (at once with `now`,
+   * for an outcome); the same text twice is spoken once. */
+  function politeAnnouncer(region) {
+    let spoken = region ? region.textContent : '';
+    let pending = null;
+    let last = 0;
+    let timer = null;
+    const flush = () => {
+      timer = null;
+      if (pending === null || pending === spoken) { pending = null; return; }
+      spoken = pending;
+      pending = null;
+      last = performance.now();
+      region.textContent = spoken;
+    };
+    return function say(text, now) {
+      if (!region) return;
+      pending = text;
+      const wait = now ? 0 : Math.max(0, last + ANNOUNCE_EVERY_MS - performance.now());
+      if (timer && !now) return;
+      if (timer) window.clearTimeout(timer);
+      timer = window.setTimeout(flush, wait);
+    };
+  }
+
   /** Fetch this page again and return it parsed, or null (e.g. when the session ended). */
   async function fetchPage(url) {
     try {
@@ -381,7 +409,7 @@
 
   // urls.js (loaded first) has put window.photoq.urls in place.
   window.photoq = Object.assign(window.photoq || {}, { csrf, api, events, announce, fetchPage, humanBytes,
-    etaCountdown, localizeTimes, thumbHashToDataURL, paintThumbHash, el, plural });
+    etaCountdown, localizeTimes, thumbHashToDataURL, paintThumbHash, el, plural, politeAnnouncer });
 
   function start() {
     localizeTimes(document);

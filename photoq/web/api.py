@@ -174,7 +174,7 @@ async def upload_photos(request: web.Request) -> web.Response:
     except (ValueError, AssertionError, KeyError) as exc:
         raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
     try:
-        status, body = await ingest.receive(reader, album_id)
+        status, body = await ingest.receive(reader, album_id, batch)
     finally:
         ingest.keep_batch_open(album_id, batch)
     return web.json_response(body, status=status)

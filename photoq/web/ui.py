@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from ..config import Settings
-from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
+from ..models import MAX_ALBUM_NAME, Album, Batch, Photo, Status, clean_album_name, iso
 from .api import MAX_SQLITE_INTEGER
 from . import urls
 from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
@@ -174,6 +174,13 @@ def tile_state(photo: Photo) -> str:
     return "queued"
 
 
+def batch_state(batch: Batch | None) -> str:
+    """running, done, or failed (finished with failures): how the processing panel colours its bar."""
+    if batch is None or batch.unfinished:
+        return "running"
+    return "failed" if batch.failed else "done"
+
+
 def tile(photo: Photo, thumbs: list[tuple[str, int]], written: dict[str, float]) -> dict:
     src, srcset = grid_image(photo.id, rendered_thumbs(thumbs, written))
     return {
@@ -315,6 +322,10 @@ async def album_page(request: web.Request) -> web.Response:
         "unfinished": stats.pending + stats.processing,
         "eta_text": human_eta(stats.eta_seconds),
         "settled": stats.complete + stats.failed,
+        "batch": stats.batch,
+        "batch_started": iso(stats.batch.started_at) if stats.batch else "",
+        "batch_finished": stats.batch is None or stats.batch.unfinished == 0,
+        "batch_state": batch_state(stats.batch),
         "thumbs_json": json.dumps(thumbs),
         "limits": settings.upload,
         "max_file_text": human_bytes(settings.upload.max_file_bytes),
