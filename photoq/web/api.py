@@ -9,7 +9,7 @@ from aiohttp import web
 from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
 from ..models import Album, Photo, Status, clean_album_name, iso
-from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
+from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
 from . import urls
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
@@ -278,6 +278,8 @@ async def retry_photo(request: web.Request) -> web.Response:
     if await request.app[QUEUE].retry_photo(photo.id) is None:
         raise Conflict("Nothing of this photo has failed, so there is nothing to retry.", code="nothing_to_retry")
     refreshed = await request.app[DB].get_photo(photo.id)
+    if refreshed is None:  # deleted in the meantime
+        raise NotFound("There is no photo with that id.")
     return web.json_response(photo_dict(refreshed, request.app[CONFIG].output_names), status=202)
 
 
