@@ -1,14 +1,18 @@
 -- photoq database schema: the truth about the data.
--- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database and stamps it with the
--- latest version, and takes older databases forward with the numbered MIGRATIONS in photoq/db.py (this file shows
--- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4
--- the album batch: albums.batch_started_at, albums.batch_key, photos.queued_at). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- Versioned with PRAGMA user_version; photoq/db/migrations.py applies this file to a new database and stamps it with
+-- the latest version, and takes older databases forward with its numbered MIGRATIONS (this file shows the result:
+-- version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 AUTOINCREMENT,
+-- jobs.lease_token and outputs.source_sha256, version 5 the album batch: albums.batch_started_at, albums.batch_key,
+-- photos.queued_at). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+--
+-- Ids of albums, photos, jobs and attempts are never reused (AUTOINCREMENT): a URL, a resumable upload, a running
+-- job's result or a file on disk that names a deleted row must never land on a new one.
 
 CREATE TABLE albums (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     created_at  REAL    NOT NULL,
-    -- The album's batch: the work that entered its queue since its last idle moment (v4). It starts when work
+    -- The album's batch: the work that entered its queue since its last idle moment (v5). It starts when work
     -- arrives while nothing of the album is unfinished, unless that work continues the upload batch (the
     -- X-Photoq-Batch header) that started it.
     batch_started_at  REAL,
@@ -16,7 +20,7 @@ CREATE TABLE albums (
 );
 
 CREATE TABLE photos (
-    id                 INTEGER PRIMARY KEY,
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     album_id           INTEGER NOT NULL REFERENCES albums(id) ON DELETE CASCADE,
     filename           TEXT    NOT NULL,          -- display name only, never used on disk
     sha256             TEXT    NOT NULL,          -- the original's content address
@@ -42,7 +46,7 @@ CREATE TABLE photos (
     created_at         REAL    NOT NULL,
     completed_at       REAL,
     thumbhash          TEXT,                      -- base64 ThumbHash placeholder, from the thumbnail job (v2)
-    queued_at          REAL,                      -- when it last entered the queue: upload, retry, reprocess (v4)
+    queued_at          REAL,                      -- when it last entered the queue: upload, retry, reprocess (v5)
     UNIQUE (album_id, sha256)
 );
 CREATE INDEX photos_by_sha256 ON photos(sha256);
@@ -50,10 +54,10 @@ CREATE INDEX photos_by_status ON photos(processing_status, album_id);
 CREATE INDEX photos_by_album_status ON photos(album_id, processing_status);
 CREATE INDEX photos_by_album_queued ON photos(album_id, queued_at);
 
--- The durable queue. A job is claimed by setting status = 'processing' and a lease; an expired lease makes it
--- runnable again. 'failed' is the dead letter: it stays until retried or cleared by hand.
+-- The durable queue. A job is claimed by setting status = 'processing', a lease and a fresh lease token; an expired
+-- lease makes it runnable again. 'failed' is the dead letter: it stays until retried or cleared by hand.
 CREATE TABLE jobs (
-    id                INTEGER PRIMARY KEY,
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
     photo_id          INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
     kind              TEXT    NOT NULL CHECK (kind IN ('thumbnail', 'variant')),
     priority          INTEGER NOT NULL,            -- lower runs first
@@ -67,6 +71,7 @@ CREATE TABLE jobs (
     created_at        REAL    NOT NULL,
     updated_at        REAL    NOT NULL,
     outputs           TEXT,                        -- JSON array of the output names to render; NULL: all (v3)
+    lease_token       TEXT,                        -- written by each claim; only its holder records a result (v4)
     UNIQUE (photo_id, kind)
 );
 CREATE INDEX jobs_runnable ON jobs(priority, run_at, id) WHERE status = 'pending';
@@ -75,7 +80,7 @@ CREATE INDEX jobs_by_status ON jobs(status, created_at);
 
 -- One row per attempt: the processing history shown to people and the proof of backoff.
 CREATE TABLE job_attempts (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     photo_id     INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
     job_id       INTEGER NOT NULL,
     kind         TEXT    NOT NULL,
@@ -99,6 +104,7 @@ CREATE TABLE outputs (
     created_at  REAL    NOT NULL,
     format      TEXT,                      -- the format the file was written in, e.g. webp (v3)
     spec        TEXT,                      -- what rendered it, e.g. "webp 1080x1920 q80 m0" (v3)
+    source_sha256 TEXT,                    -- the original it was rendered from; doctor checks it is the photo's (v4)
     PRIMARY KEY (photo_id, name)
 ) WITHOUT ROWID;
 

@@ -79,7 +79,7 @@ async def storage_ctx(app: web.Application):
 
 
 async def database_ctx(app: web.Application):
-    db = Database(app[STORAGE].database_path)
+    db = Database(app[STORAGE].database_path, id_floors=app[STORAGE].highest_ids_on_disk)
     await db.open()
     app[DB] = db
     await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit

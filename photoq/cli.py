@@ -185,7 +185,7 @@ async def _with_database(settings: Settings, action):
     if not storage.database_path.exists():
         print(f"photoq: no database in {settings.data_dir} (has photoq been started there?)", file=sys.stderr)
         return 1
-    db = Database(storage.database_path)
+    db = Database(storage.database_path, id_floors=storage.highest_ids_on_disk)
     await db.open()
     try:
         return await action(db)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import shutil
 import sqlite3
@@ -67,6 +68,26 @@ class Storage:
 
     def variant_path(self, photo_id: int, output_name: str, fmt: str) -> Path:
         return self.variant_dir(photo_id) / imaging.output_filename(imaging.OutputSpec(output_name, 1, 1, fmt))
+
+    def highest_ids_on_disk(self) -> dict[str, int]:
+        """The highest photo id with a variant folder and the highest album id a resumable upload is bound for: ids
+        handed out once, which a database that starts counting for good (schema version 4) must count past."""
+        highest = {"photos": 0, "albums": 0}
+        if self.variants.is_dir():
+            for bucket in os.scandir(self.variants):
+                if bucket.is_dir(follow_symlinks=False):
+                    ids = [int(e.name) for e in os.scandir(bucket.path) if e.name.isdigit()]
+                    highest["photos"] = max([highest["photos"], *ids])
+        resumable = self.root / "resumable"
+        if resumable.is_dir():
+            for upload in os.scandir(resumable):
+                try:
+                    album_id = json.loads((Path(upload.path) / "info.json").read_bytes())["album_id"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                if isinstance(album_id, int):
+                    highest["albums"] = max(highest["albums"], album_id)
+        return highest
 
     def new_upload_path(self) -> Path:
         return self.tmp / f"upload-{uuid.uuid4().hex}.part"
@@ -125,6 +146,12 @@ class Storage:
             _unlink_all([directory / n for n in names if n.startswith(prefixes) and n.endswith(PARTIAL_OUTPUT_SUFFIX)])
 
         await asyncio.to_thread(remove)
+
+    async def remove_outputs(self, photo_id: int, outputs: Iterable[tuple[str, str]]) -> None:
+        """Delete these (output name, format) files of a photo."""
+        doomed = [self.variant_path(photo_id, name, fmt) for name, fmt in outputs]
+        if doomed:
+            await asyncio.to_thread(_unlink_all, doomed)
 
     async def remove_other_formats(self, photo_id: int, outputs: Iterable[tuple[str, str]]) -> None:
         """For each (output name, format just written): delete that output's files in any other output format."""

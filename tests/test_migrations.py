@@ -23,11 +23,21 @@ def version_2_schema() -> str:
 
 
 def version_3_schema() -> str:
-    """schema.sql as it was at version 3: without the album batch (MIGRATIONS[2])."""
+    """schema.sql as it was at version 3: ids without AUTOINCREMENT, no jobs.lease_token, no outputs.source_sha256
+    (MIGRATIONS[2])."""
+    sql, count = re.subn(r"\n\s*(lease_token|source_sha256)\s+TEXT,\s*--[^\n]*\(v4\)", "", version_4_schema())
+    assert count == 2
+    sql, count = re.subn(r"INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY", sql)
+    assert count == 4
+    return sql
+
+
+def version_4_schema() -> str:
+    """schema.sql as it was at version 4: without the album batch (MIGRATIONS[3])."""
     sql = schema_sql()
     sql, count = re.subn(r",\n(\s*--[^\n]*\n)*\s*batch_started_at\s+REAL,\n\s*batch_key\s+TEXT\n", "\n", sql)
     assert count == 1
-    sql, count = re.subn(r"\n\s*queued_at\s+REAL,[^\n]*\(v4\)", "", sql)
+    sql, count = re.subn(r"\n\s*queued_at\s+REAL,[^\n]*\(v5\)", "", sql)
     assert count == 1
     sql, count = re.subn(r"\nCREATE INDEX photos_by_album_queued[^\n]*", "", sql)
     assert count == 1
@@ -58,7 +68,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 4
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -85,7 +95,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == 4
+        assert await db.schema_version() == 5
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -105,7 +115,7 @@ def assert_same_columns_as_a_new_database(path) -> None:
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("albums", "photos", "outputs", "jobs"):
+    for table in ("albums", "photos", "outputs", "jobs", "job_attempts"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
@@ -113,12 +123,76 @@ def columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")]
 
 
-async def test_a_version_3_database_gets_the_album_batch_of_its_unfinished_work(tmp_path):
+async def test_a_version_3_database_never_hands_out_an_id_it_handed_out_before(tmp_path):
+    """The newest rows were deleted before the upgrade: their ids (and the ids of pruned jobs still in the history,
+    and of variant folders and resumable uploads on disk) are not handed out again."""
+    path = tmp_path / "photoq.db"
+    photo = """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                                   thumbnail_status, variant_status, created_at)
+               VALUES ({id}, {album}, 'p.jpg', '{sha}', 10, 4, 3, 'jpeg', 'image/jpeg', 'complete', 'complete', 2.0)"""
+    old_database(
+        path, version_3_schema(), 3,
+        "INSERT INTO albums (id, name, created_at) VALUES (2, 'Two', 1.0), (3, 'Three', 1.0)",
+        photo.format(id=5, album=1, sha="a" * 64),
+        photo.format(id=6, album=3, sha="b" * 64),
+        "INSERT INTO jobs (id, photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
+        "VALUES (9, 5, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0), (10, 6, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)",
+        # Job 12 was pruned; its attempt stays in the history.
+        "INSERT INTO job_attempts (id, photo_id, job_id, kind, attempt, started_at) VALUES (20, 5, 12, 'thumbnail', 1, 3.0)",
+        "DELETE FROM albums WHERE id = 3",  # and with it photo 6 and job 10 (as foreign keys would cascade)
+        "DELETE FROM photos WHERE id = 6",
+        "DELETE FROM jobs WHERE id = 10",
+    )
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT max(id) FROM albums").fetchone()[0] == 2
+    assert conn.execute("SELECT max(id) FROM photos").fetchone()[0] == 5
+    conn.close()
+
+    db = Database(path, id_floors=lambda: {"photos": 7, "albums": 4})  # a variant folder 7, a tus upload for album 4
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
+        assert (await db.get_photo(5)).filename == "p.jpg"  # the rows are kept
+        album = await db.create_album("New", 5.0)
+        assert album.id == 5
+        [(photo_id, _)] = await db.insert_photos(album.id, [_new_photo()], [], 5.0, 3)
+        assert photo_id == 8
+        jobs = await db.list_jobs(None, 10)
+        assert sorted(j.id for j in jobs) == [9, 13, 14]  # past pruned job 12
+        claimed, _ = await db.claim_jobs(6.0, 60.0, 1)
+        attempt_rows = sqlite3.connect(path).execute("SELECT max(id) FROM job_attempts").fetchone()[0]
+        assert claimed and attempt_rows == 21
+        # Deleting the newest rows now frees nothing either.
+        assert await db.delete_album(album.id, _no_files)
+        assert (await db.create_album("Newer", 6.0)).id == 6
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+    conn = sqlite3.connect(path)
+    assert "AUTOINCREMENT" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'photos'").fetchone()[0]
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    fresh = sqlite3.connect(":memory:")
+    fresh.executescript(schema_sql())
+    assert indexes == {r[0] for r in fresh.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def _new_photo():
+    from photoq.models import NewPhoto
+
+    return NewPhoto("n.jpg", "c" * 64, 10, 4, 3, "jpeg", "image/jpeg", None)
+
+
+async def _no_files(*_):
+    return None
+
+
+async def test_a_version_4_database_gets_the_album_batch_of_its_unfinished_work(tmp_path):
     path = tmp_path / "photoq.db"
     photo = """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
                                    thumbnail_status, variant_status, created_at)
                VALUES ({id}, 1, 'p.jpg', '{id}', 10, 4, 3, 'jpeg', 'image/jpeg', '{status}', '{status}', {at})"""
-    old_database(path, version_3_schema(), 3, photo.format(id=1, status="complete", at=1.0),
+    old_database(path, version_4_schema(), 4, photo.format(id=1, status="complete", at=1.0),
                  photo.format(id=2, status="pending", at=5.0), photo.format(id=3, status="pending", at=6.0))
     db = Database(path)
     await db.open()

@@ -74,11 +74,11 @@
     const link = el('a', { class: 'tile-link', href: urls.photoPage(id) });
     if (state === 'done') {
       const middle = thumbs.length ? thumbs[Math.floor(thumbs.length / 2)][0] : 'original';
-      // Made just now (the event says so): the time it arrived stands for the time it was written.
-      const writtenAt = photo.thumbnail_status === 'complete' ? Date.now() / 1000 : null;
+      // Made just now (the event says so): a fresh token, so a re-rendered thumbnail is never a cached old one.
+      const version = photo.thumbnail_status === 'complete' ? Date.now().toString(16) : null;
       link.append(el('img', {
-        class: 'tile-img', src: urls.photoFile(id, middle, writtenAt), alt: filename, decoding: 'async',
-        srcset: thumbs.map(([name, width]) => urls.photoFile(id, name, writtenAt) + ' ' + width + 'w').join(', '),
+        class: 'tile-img', src: urls.photoFile(id, middle, version), alt: filename, decoding: 'async',
+        srcset: thumbs.map(([name, width]) => urls.photoFile(id, name, version) + ' ' + width + 'w').join(', '),
         sizes: '(min-width: 40rem) 12rem, 34vw',
       }));
     } else {

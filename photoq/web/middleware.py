@@ -16,6 +16,7 @@ from ..errors import (
     PhotoqError,
     RateLimited,
     Unauthorized,
+    error_for_status,
 )
 from ..ratelimit import RateLimiter, retry_after_seconds
 from ..storage import out_of_disk
@@ -40,12 +41,6 @@ def error_response(exc: PhotoqError) -> web.Response:
     return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status, headers=exc.headers)
 
 
-HTTP_ERROR_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited", 503: "overloaded",
-}
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     try:
@@ -58,8 +53,9 @@ async def errors_middleware(request: web.Request, handler):
         if exc.status == 413:
             return error_response(PayloadTooLarge("The request body is larger than this endpoint accepts."))
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        kind = error_for_status(exc.status)
         return web.json_response(
-            {"error": HTTP_ERROR_CODES.get(exc.status, "http_error"), "message": f"{message}."},
+            {"error": kind.code if kind else "http_error", "message": f"{message}."},
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")},
         )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..config import Output
-from ..models import OutputFile, Photo, Status
+from ..models import OutputFile, Photo, Status, original_version, output_version
 from . import urls
 
 # Formats every browser can show as they are; a TIFF or HEIC original is never put in an <img>.
@@ -37,7 +37,7 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
     for output in sorted(variants, key=lambda o: o.width):
         ready = written.get(output.name)
         if ready is not None and ready.width not in by_width:
-            by_width[ready.width] = urls.photo_file(photo.id, output.name, ready.created_at)
+            by_width[ready.width] = urls.photo_file(photo.id, output.name, _version(photo, ready))
     display = sorted(by_width.items())
     natural_width = None  # of a picture shown without srcset, whose own pixels then set its width on the page
     srcset = ""
@@ -48,9 +48,10 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
         srcset = ", ".join(f"{url} {width}w" for width, url in display)
         showing = "display"
     elif photo.content_type in BROWSER_IMAGE_TYPES:
-        src, showing, natural_width = urls.photo_file(photo.id, "original"), "original", photo.width
+        src = urls.photo_file(photo.id, "original", original_version(photo.sha256))
+        showing, natural_width = "original", photo.width
     elif largest_thumb is not None and (thumb_file is not None or photo.thumbnail_status == Status.COMPLETE):
-        src = urls.photo_file(photo.id, largest_thumb.name, thumb_file.created_at if thumb_file else None)
+        src = urls.photo_file(photo.id, largest_thumb.name, _version(photo, thumb_file))
         showing, natural_width = "thumbnail", (thumb_file.width if thumb_file else None)
     else:
         src, showing = None, "none"
@@ -61,3 +62,10 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
     # stylesheet's 80vh), so that photo.js can give it that box while it loads.
     loading_width = f"min({f'{natural_width}px, ' if natural_width else ''}100vw, 72rem, {80 * aspect:.4f}vh)"
     return PhotoImage(src, srcset, sizes, loading_width, showing)
+
+
+def _version(photo: Photo, output: OutputFile | None) -> str | None:
+    """The version of a written output (None: not written, or written before its time was recorded)."""
+    if output is None or output.created_at is None:
+        return None
+    return output_version(photo.sha256, output.created_at)
