@@ -127,12 +127,23 @@
     }
     const tile = tileFor(photo.id);
     const filename = (tile && tile.dataset.filename) || ('Photo ' + photo.id);
+    const retry = retryForm(photo.id, filename);
+    retry.className = 'js-retry';
+    retry.querySelector('button').className = 'button small ghost';
     const item = el('li', { id: 'error-' + photo.id, 'data-photo-id': String(photo.id) }, [
       el('div', { class: 'error-main' }, [
         el('a', { href: urls.photoPage(photo.id), text: filename }),
         el('p', { class: 'error-text', text: photo.error || 'Processing failed.' }),
       ]),
-      (() => { const form = retryForm(photo.id, filename); form.className = 'js-retry'; return form; })(),
+      el('div', { class: 'error-actions' }, [
+        el('form', { method: 'post', action: urls.photoDeleteForm(photo.id) }, [
+          el('input', { type: 'hidden', name: 'csrf_token', value: csrf }),
+          el('button', { class: 'button small', type: 'submit', 'aria-label': 'Delete ' + filename }, [icon('trash', 'icon'), 'Delete']),
+        ]),
+        el('a', { class: 'button small ghost', href: urls.photoFile(photo.id, 'original'), download: filename,
+          'aria-label': 'Download original of ' + filename }, [icon('download', 'icon'), 'Download original']),
+        retry,
+      ]),
     ]);
     if (existing) existing.replaceWith(item); else errorList.prepend(item);
     errorReport.hidden = false;

@@ -86,3 +86,41 @@ async def test_a_retry_that_fails_again_is_not_reported_as_done(browser, start_u
         document.body.append(s); const v = getComputedStyle(s).color; s.remove(); return v; }""", danger.strip())
     assert colour == probe
     await screenshot(page, "defect2-retry-failed-again")
+
+
+async def test_a_photo_that_failed_for_good_offers_delete_and_download_first(browser, start_ui, tmp_path):
+    ui = await start_ui()
+    page = await ui.new_page(browser)
+    album_id = await create_album(page, ui, "Damaged")
+    paths = write_files(tmp_path / "up", {"IMG_0001.jpg": jpeg_header_then_garbage(seed=9)})
+    await page.locator("#file-input").set_input_files(paths)
+    item = page.locator("#error-list li")
+    await expect(item).to_have_count(1, timeout=90_000)
+    names = [await b.get_attribute("aria-label") for b in await item.locator("button, a.button").all()]
+    assert names == ["Delete IMG_0001.jpg", "Download original of IMG_0001.jpg", "Retry IMG_0001.jpg"]
+    await expect(page.locator("#error-report")).to_contain_text("upload it again from its source")
+    await screenshot(page, "defect2-failure-card")
+
+    # The same card after a reload (server-rendered).
+    await page.reload()
+    names = [await b.get_attribute("aria-label") for b in await item.locator("button, a.button").all()]
+    assert names == ["Delete IMG_0001.jpg", "Download original of IMG_0001.jpg", "Retry IMG_0001.jpg"]
+    download = item.get_by_role("link", name="Download original of IMG_0001.jpg")
+    async with ui.api.get(await download.get_attribute("href"), headers=AUTH) as r:
+        assert r.status == 200 and await r.read() == jpeg_header_then_garbage(seed=9)
+
+    # The photo page promises no display versions and puts Delete and Download first.
+    await item.get_by_role("link", name="IMG_0001.jpg", exact=True).click()
+    stage = page.locator("#photo-stage")
+    await expect(stage).not_to_contain_text("until the display versions are ready")
+    await expect(stage).not_to_contain_text("being prepared")
+    card = page.locator("#failure-card")
+    await expect(card).to_contain_text("upload it again from its source")
+    labels = [(await b.inner_text()).strip() for b in await card.locator("button, a.button").all()]
+    assert labels == ["Delete photo", "Download original", "Retry"]
+    await screenshot(page, "defect2-photo-page-failed")
+    phone = await ui.new_page(browser, viewport=PHONE, color_scheme="dark")
+    await phone.goto(page.url)
+    await screenshot(phone, "defect2-photo-page-failed-phone-dark")
+    await phone.goto(ui.url(f"/albums/{album_id}"))
+    await screenshot(phone, "defect2-failure-card-phone-dark")
