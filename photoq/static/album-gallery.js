@@ -106,6 +106,7 @@
       const after = Array.from(gallery.children).find((t) => Number(t.dataset.photoId) < photo.id);
       gallery.insertBefore(tile, after || null);
       $('gallery-empty').hidden = true;
+      uploadPanel.classList.add('compact');  // the album has photos: the drop zone makes room for them
     } else if (filename && !tile.dataset.filename) {
       tile.dataset.filename = filename;
     }

@@ -384,6 +384,27 @@
     }
   });
 
+  // -- menus (<details class="card-menu">) stay inside the viewport, whatever side their button is on ---------------
+
+  const MENU_MARGIN_PX = 8;
+  function keepMenuInViewport(details) {
+    const body = details.querySelector(':scope > .card-menu-body');
+    if (!body) return;
+    body.style.transform = '';
+    if (!details.open) return;
+    const rect = body.getBoundingClientRect();
+    const width = document.documentElement.clientWidth;
+    let shift = 0;
+    if (rect.left < MENU_MARGIN_PX) shift = MENU_MARGIN_PX - rect.left;
+    else if (rect.right > width - MENU_MARGIN_PX) shift = width - MENU_MARGIN_PX - rect.right;
+    if (shift) body.style.transform = 'translateX(' + Math.round(shift) + 'px)';
+  }
+  document.addEventListener('toggle', (event) => {  // toggle does not bubble: caught on its way down
+    const target = event.target;
+    if (target instanceof HTMLDetailsElement && target.classList.contains('card-menu')) keepMenuInViewport(target);
+  }, true);
+  window.addEventListener('resize', () => document.querySelectorAll('details.card-menu[open]').forEach(keepMenuInViewport));
+
   function setUpFlash() {
     document.querySelectorAll('.flash').forEach((flash) => {
       const close = flash.querySelector('.flash-close');
