@@ -86,7 +86,7 @@
         : el('span', { class: 'spinner' + (state === 'queued' ? ' idle' : ''), 'aria-hidden': 'true' });
       link.append(el('span', { class: 'placeholder' }, [
         el('span', { class: 'placeholder-state' }, [marker, el('span', { class: 'state-label', text: STATE_LABELS[state] })]),
-        el('span', { class: 'placeholder-name', text: filename }),
+        el('span', { class: 'placeholder-name', title: filename, text: window.photoq.format.shortName(filename, 20) }),
       ]));
     }
     const children = [link];
@@ -133,7 +133,7 @@
     retry.querySelector('button').className = 'button small ghost';
     const item = el('li', { id: 'error-' + photo.id, 'data-photo-id': String(photo.id) }, [
       el('div', { class: 'error-main' }, [
-        el('a', { href: urls.photoPage(photo.id), text: filename }),
+        el('a', { href: urls.photoPage(photo.id), title: filename, text: window.photoq.format.shortName(filename, 48) }),
         el('p', { class: 'error-text', text: photo.error || 'Processing failed.' }),
       ]),
       el('div', { class: 'error-actions' }, [

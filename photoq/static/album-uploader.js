@@ -59,7 +59,9 @@
     window.photoqAlbumPage.uploadsStarted += files.length;
     const fresh = files.map((file) => {
       const row = rowTemplate.content.firstElementChild.cloneNode(true);
-      row.querySelector('.upload-name').textContent = file.name;
+      const name = row.querySelector('.upload-name');
+      name.textContent = window.photoq.format.shortName(file.name, 28);
+      name.title = file.name;
       row.querySelector('.upload-size').textContent = humanBytes(file.size);
       const bar = row.querySelector('.upload-bar');
       bar.max = Math.max(file.size, 1);

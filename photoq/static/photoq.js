@@ -156,13 +156,17 @@
     return true;
   }
 
+  /** <time data-local datetime> in one format, in the browser's locale and time zone (data-camera-time: the
+   * camera's own clock, whose offset is unknown). */
   function localizeTimes(root) {
+    const { formatDate } = window.photoq.format;
     root.querySelectorAll('time[data-local][datetime]').forEach((el) => {
-      const moment = new Date(el.getAttribute('datetime'));
-      if (!isNaN(moment)) {
-        el.textContent = moment.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-        el.title = moment.toISOString();
-      }
+      const camera = el.hasAttribute('data-camera-time');
+      const text = formatDate(el.getAttribute('datetime'), camera);
+      if (!text) return;
+      el.textContent = text;
+      el.title = camera ? 'As the camera\u2019s clock said it; the camera recorded no time zone'
+        : new Date(el.getAttribute('datetime')).toISOString();
     });
   }
 

@@ -8,6 +8,7 @@ import jinja2
 from aiohttp import web
 
 from . import urls
+from .names import shorten_middle
 from .keys import AUTH_KIND, CREDENTIALS
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
@@ -29,6 +30,7 @@ def make_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.globals["urls"] = urls  # templates build album and photo URLs as the API and scripts do
+    environment.filters["short_name"] = shorten_middle  # long file names shortened in the middle, as format.js does
     return environment
 
 

@@ -108,8 +108,7 @@ def utc_datetime(ts: float | None) -> dict | None:
     if ts is None:
         return None
     moment = datetime.fromtimestamp(ts, UTC)
-    return {"iso": moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "text": moment.strftime("%d %b %Y, %H:%M UTC")}
+    return {"iso": moment.isoformat(timespec="seconds").replace("+00:00", "Z"), "text": date_text(moment) + " UTC"}
 
 
 def taken_at_text(raw: str | None) -> dict | None:
@@ -119,10 +118,17 @@ def taken_at_text(raw: str | None) -> dict | None:
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:
-        return {"iso": None, "text": raw}
-    if moment.tzinfo is None:
-        return {"iso": None, "text": moment.strftime("%d %b %Y, %H:%M") + " (camera time)"}
-    return {"iso": raw, "text": moment.strftime("%d %b %Y, %H:%M UTC")}
+        return {"iso": None, "camera": False, "text": raw}
+    if moment.tzinfo is None:  # the camera's clock, time zone unknown: shown as it is, said to be camera time
+        return {"iso": moment.isoformat(timespec="seconds"), "camera": True,
+                "text": date_text(moment) + " (camera time)"}
+    return {"iso": raw, "camera": False, "text": date_text(moment.astimezone(UTC)) + " UTC"}
+
+
+def date_text(moment: datetime) -> str:
+    """The pages' date format without script ("5 Dec 2026, 09:23"); the browser then says it in its own locale and
+    time zone (format.js formatDate)."""
+    return f"{moment.day} {moment:%b %Y, %H:%M}"
 
 
 def camera_text(exif: dict) -> str | None:
