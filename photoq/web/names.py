@@ -15,7 +15,7 @@ def shorten_middle(name: str, limit: int = 32) -> str:
     if len(name) <= limit:
         return name
     dot = name.rfind(".")
-    extension = name[dot:] if 0 < dot and len(name) - dot <= MAX_EXTENSION else ""
+    extension = name[dot:] if dot > 0 and len(name) - dot <= MAX_EXTENSION else ""
     stem = name[:len(name) - len(extension)]
     room = max(2, limit - len(extension) - 1)
     head = math.ceil(room * 2 / 3)

@@ -8,8 +8,8 @@ import jinja2
 from aiohttp import web
 
 from . import urls
-from .names import shorten_middle
 from .keys import AUTH_KIND, CREDENTIALS
+from .names import shorten_middle
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
