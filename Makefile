@@ -29,7 +29,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check
 	$(BIN)/mypy
 
-test: lint $(STAMP) browser
+# The scripts' unit tests run under node; the UI tests inject axe-core (npm, test-only: tests/ui/axe, never served).
+AXE := tests/ui/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/ui/axe/package.json tests/ui/axe/package-lock.json
+	@bash .ci/ensure-node
+	cd tests/ui/axe && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: lint $(STAMP) browser $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -21,6 +21,7 @@
   const uploadList = $('upload-list');
   const rowTemplate = $('upload-row-template');
 
+  const speak = window.photoq.politeAnnouncer($('upload-live'));  // at most every few seconds, the outcome at once
   window.photoqAlbumPage = { uploadsStarted: 0, progressEvents: 0 };  // lets tests (and curious people) see the page is live
 
   // -- uploads ---------------------------------------------------------------------------------------------------
@@ -221,12 +222,14 @@
     const text = $('upload-text');
     if (finished.length < entries.length) {
       text.textContent = 'Uploading: ' + finished.length + ' of ' + plural(entries.length, 'file') + ' done';
+      speak(text.textContent, false);
       $('upload-heading-live').textContent = 'Uploading';
     } else {
       const parts = [plural(uploaded, 'photo') + ' uploaded'];
       if (duplicates) parts.push(duplicates + ' already in the album');
       if (rejected) parts.push(rejected + ' rejected');
       text.textContent = parts.join(', ') + '.';
+      speak(text.textContent, true);
       $('upload-heading-live').textContent = 'Upload finished';
       $('upload-clear').hidden = false;
       progress.value = progress.max;
