@@ -2,8 +2,9 @@
 -- Versioned with PRAGMA user_version; photoq/db/migrations.py applies this file to a new database and stamps it with
 -- the latest version, and takes older databases forward with its numbered MIGRATIONS (this file shows the result:
 -- version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 AUTOINCREMENT,
--- jobs.lease_token and outputs.source_sha256, version 5 the album batch: albums.batch_started_at, albums.batch_key,
--- photos.queued_at). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- jobs.lease_token and outputs.source_sha256, version 5 the sessions and login_codes tables, version 6 the album
+-- batch: albums.batch_started_at, albums.batch_key, photos.queued_at). Times are unix seconds (REAL, UTC); the API
+-- renders ISO 8601.
 --
 -- Ids of albums, photos, jobs and attempts are never reused (AUTOINCREMENT): a URL, a resumable upload, a running
 -- job's result or a file on disk that names a deleted row must never land on a new one.
@@ -12,7 +13,7 @@ CREATE TABLE albums (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     created_at  REAL    NOT NULL,
-    -- The album's batch: the work that entered its queue since its last idle moment (v5). It starts when work
+    -- The album's batch: the work that entered its queue since its last idle moment (v6). It starts when work
     -- arrives while nothing of the album is unfinished, unless that work continues the upload batch (the
     -- X-Photoq-Batch header) that started it.
     batch_started_at  REAL,
@@ -46,7 +47,7 @@ CREATE TABLE photos (
     created_at         REAL    NOT NULL,
     completed_at       REAL,
     thumbhash          TEXT,                      -- base64 ThumbHash placeholder, from the thumbnail job (v2)
-    queued_at          REAL,                      -- when it last entered the queue: upload, retry, reprocess (v5)
+    queued_at          REAL,                      -- when it last entered the queue: upload, retry, reprocess (v6)
     UNIQUE (album_id, sha256)
 );
 CREATE INDEX photos_by_sha256 ON photos(sha256);
@@ -123,4 +124,21 @@ CREATE INDEX staged_files_by_sha256 ON staged_files(sha256);
 CREATE TABLE settings (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Web UI sessions (v5): the cookie carries a random id; only its SHA-256 is stored. Logging out deletes the row,
+-- "log out everywhere" deletes them all. expires_at slides with use, up to created_at + auth.session_max_days.
+CREATE TABLE sessions (
+    id_hash       TEXT PRIMARY KEY,
+    created_at    REAL NOT NULL,
+    last_seen_at  REAL NOT NULL,
+    expires_at    REAL NOT NULL
+) WITHOUT ROWID;
+
+-- One-time login codes (v5) for printed login links (`photoq login-url`, the first start): SHA-256 only,
+-- deleted when redeemed, valid for auth.login_code_minutes.
+CREATE TABLE login_codes (
+    code_hash   TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL
 ) WITHOUT ROWID;

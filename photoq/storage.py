@@ -5,7 +5,8 @@
       token                          the generated admin token (0600)
       originals/ab/cd/<sha256>.jpg   content-addressed originals
       variants/<nn>/<photo id>/      a photo's outputs (thumb-150.webp, ...)
-      tmp/                           uploads being received; emptied at start-up
+      tmp/                           uploads being received (upload-<owner>-<random>.part); emptied at start-up
+      serve.lock                     held by the running server (embedded database only); see datadir_lock.py
       resumable/<id>/                resumable (tus) uploads: their bytes and state; see resumable.py
 
 Nothing on disk is ever named by a client. Every write lands under a temporary name first and is renamed into place.
@@ -18,12 +19,14 @@ import errno
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import imaging
+from . import durable, imaging
+from .durable import fsync_directory
 
 PARTIAL_OUTPUT_SUFFIX = ".tmp"
 
@@ -44,8 +47,17 @@ class Storage:
         self.tmp = self.root / "tmp"
 
     def prepare(self) -> None:
+        """Start-up: the folders, durably (a power cut must not take a folder, and the files in it, away)."""
         for directory in (self.root, self.originals, self.variants, self.tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+            durable.makedirs(directory, self.fsync)
+        # The 256 variant buckets are made here, once, rather than by the image processes as photos arrive: two
+        # processes could then race, one putting a photo's outputs in a bucket whose name the other has not yet
+        # made durable.
+        missing = [b for b in (self.variants / f"{i:02x}" for i in range(256)) if not b.is_dir()]
+        for bucket in missing:
+            bucket.mkdir(exist_ok=True)
+        if missing and self.fsync:
+            fsync_directory(self.variants)
 
     @property
     def database_path(self) -> Path:
@@ -90,7 +102,7 @@ class Storage:
         return highest
 
     def new_upload_path(self) -> Path:
-        return self.tmp / f"upload-{uuid.uuid4().hex}.part"
+        return self.tmp / f"upload-{owner_tag()}-{uuid.uuid4().hex}.part"
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -108,7 +120,7 @@ class Storage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        durable.makedirs(final.parent, self.fsync)
         os.replace(upload, final)
         if self.fsync:
             fsync_directory(final.parent)
@@ -117,7 +129,9 @@ class Storage:
         await asyncio.to_thread(_unlink_all, list(paths))
 
     async def remove_relpaths(self, relpaths: Iterable[str]) -> None:
-        await asyncio.to_thread(_unlink_all, [self.root / p for p in relpaths])
+        """Remove these files durably: once this returns, a power cut cannot bring them back (the caller forgets
+        them in the database next, and a file that came back would be an orphan)."""
+        await asyncio.to_thread(_unlink_all, [self.root / p for p in relpaths], self.fsync)
 
     async def remove_photo_files(self, photo_ids: Iterable[int], originals: Iterable[tuple[str, str]]) -> None:
         photo_ids, originals = list(photo_ids), list(originals)
@@ -174,10 +188,16 @@ class Storage:
                 return path, fmt
         return None
 
-    def sweep_temp(self) -> int:
-        """Start-up: remove every upload a previous run was still receiving. Returns how many."""
+    def sweep_temp(self, everything: bool = True) -> int:
+        """Start-up: remove the uploads a previous run was still receiving. Returns how many.
+
+        `everything` when this process owns the directory (the embedded database, under the serve lock): whatever is
+        in tmp/ was left by a dead run. Otherwise (several nodes on one shared directory) only this machine's files
+        whose process is gone: another node's uploads in flight are not ours to delete."""
         removed = 0
         for entry in os.scandir(self.tmp):
+            if not everything and not _left_by_dead_process_here(entry.name):
+                continue
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
                 removed += 1
@@ -187,17 +207,41 @@ class Storage:
         return removed
 
 
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def owner_tag() -> str:
+    """Who writes a temp file: this machine and process, so a node on a shared directory can tell its own apart."""
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c == ".")[:64] or "host"
+    return f"{host}.{os.getpid()}"
+
+
+def _left_by_dead_process_here(name: str) -> bool:
+    """A temp file named by owner_tag() of this machine whose process no longer runs (or is this one, which has
+    nothing in flight at start-up)."""
+    parts = name.split("-")
+    if len(parts) < 3 or parts[0] != "upload":
+        return False
+    host, _, pid = parts[1].rpartition(".")
+    if host != owner_tag().rpartition(".")[0] or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
-def _unlink_all(paths: list[Path]) -> None:
+def _unlink_all(paths: list[Path], fsync: bool = False) -> None:
+    """Unlink each path that exists; with `fsync`, then fsync the folders they were in, so the removals are durable."""
+    folders = set()
     for path in paths:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass
+            continue
+        folders.add(path.parent)
+    if fsync:
+        for folder in folders:
+            fsync_directory(folder)

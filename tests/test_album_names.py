@@ -7,9 +7,8 @@ import pytest
 
 from photoq.ingest import MAX_FILENAME_CHARS, display_filename
 from photoq.models import MAX_ALBUM_NAME, clean_album_name, clean_text
-from photoq.web.keys import CREDENTIALS
 
-from .support import AUTH, TEST_TOKEN, jpeg, multipart
+from .support import AUTH, jpeg, log_in, multipart, session_csrf
 
 # Invisible characters, each with the name it is hidden in and the name once cleaned.
 INVISIBLE = [
@@ -81,9 +80,8 @@ async def test_the_api_and_an_upload_clean_the_same_name_alike(client):
 
 
 async def test_the_web_form_refuses_what_the_api_refuses(client):
-    async with client.get(f"/login?token={TEST_TOKEN}", allow_redirects=False) as r:
-        assert r.status == 303
-    csrf = client.app[CREDENTIALS].csrf_token
+    await log_in(client)
+    csrf = session_csrf(client)
     async with client.post("/albums", data={"name": "bad\x01name", "csrf_token": csrf}, allow_redirects=False) as r:
         assert r.status == 400
     async with client.post("/api/albums", json={"name": "bad\x01name"}, headers=AUTH) as r:

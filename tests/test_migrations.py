@@ -24,20 +24,23 @@ def version_2_schema() -> str:
 
 def version_3_schema() -> str:
     """schema.sql as it was at version 3: ids without AUTOINCREMENT, no jobs.lease_token, no outputs.source_sha256
-    (MIGRATIONS[2])."""
-    sql, count = re.subn(r"\n\s*(lease_token|source_sha256)\s+TEXT,\s*--[^\n]*\(v4\)", "", version_4_schema())
+    (MIGRATIONS[2]) and no sessions or login_codes tables (MIGRATIONS[3])."""
+    sql, count = re.subn(r"\n--[^\n]*\(v5\)[^\n]*\n(?:--[^\n]*\n)*CREATE TABLE (sessions|login_codes) \(.*?\) WITHOUT ROWID;", "",
+                         version_5_schema(), flags=re.S)
+    assert count == 2
+    sql, count = re.subn(r"\n\s*(lease_token|source_sha256)\s+TEXT,\s*--[^\n]*\(v4\)", "", sql)
     assert count == 2
     sql, count = re.subn(r"INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY", sql)
     assert count == 4
     return sql
 
 
-def version_4_schema() -> str:
-    """schema.sql as it was at version 4: without the album batch (MIGRATIONS[3])."""
+def version_5_schema() -> str:
+    """schema.sql as it was at version 5: without the album batch (MIGRATIONS[4])."""
     sql = schema_sql()
     sql, count = re.subn(r",\n(\s*--[^\n]*\n)*\s*batch_started_at\s+REAL,\n\s*batch_key\s+TEXT\n", "\n", sql)
     assert count == 1
-    sql, count = re.subn(r"\n\s*queued_at\s+REAL,[^\n]*\(v5\)", "", sql)
+    sql, count = re.subn(r"\n\s*queued_at\s+REAL,[^\n]*\(v6\)", "", sql)
     assert count == 1
     sql, count = re.subn(r"\nCREATE INDEX photos_by_album_queued[^\n]*", "", sql)
     assert count == 1
@@ -68,7 +71,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 6
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -95,7 +98,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == 5
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -110,12 +113,27 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     assert_same_columns_as_a_new_database(path)
 
 
+async def test_a_version_3_database_gets_the_session_tables(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(path, version_3_schema(), 3)
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        await db.insert_session("h" * 64, 1.0, 100.0)
+        assert await db.get_session("h" * 64) == (1.0, 1.0, 100.0)
+        assert (await db.get_album(1)).name == "Old"
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+
+
 def assert_same_columns_as_a_new_database(path) -> None:
     """The migrated tables have the same columns, in the same order, as a new database's."""
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("albums", "photos", "outputs", "jobs", "job_attempts"):
+    for table in ("albums", "photos", "outputs", "jobs", "job_attempts", "sessions", "login_codes"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
@@ -151,7 +169,7 @@ async def test_a_version_3_database_never_hands_out_an_id_it_handed_out_before(t
     db = Database(path, id_floors=lambda: {"photos": 7, "albums": 4})  # a variant folder 7, a tus upload for album 4
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 5
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 6
         assert (await db.get_photo(5)).filename == "p.jpg"  # the rows are kept
         album = await db.create_album("New", 5.0)
         assert album.id == 5
@@ -187,12 +205,12 @@ async def _no_files(*_):
     return None
 
 
-async def test_a_version_4_database_gets_the_album_batch_of_its_unfinished_work(tmp_path):
+async def test_a_version_5_database_gets_the_album_batch_of_its_unfinished_work(tmp_path):
     path = tmp_path / "photoq.db"
     photo = """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
                                    thumbnail_status, variant_status, created_at)
                VALUES ({id}, 1, 'p.jpg', '{id}', 10, 4, 3, 'jpeg', 'image/jpeg', '{status}', '{status}', {at})"""
-    old_database(path, version_4_schema(), 4, photo.format(id=1, status="complete", at=1.0),
+    old_database(path, version_5_schema(), 5, photo.format(id=1, status="complete", at=1.0),
                  photo.format(id=2, status="pending", at=5.0), photo.format(id=3, status="pending", at=6.0))
     db = Database(path)
     await db.open()

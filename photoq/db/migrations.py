@@ -38,7 +38,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 3 -> 4: ids are never reused (AUTOINCREMENT; the tables are rebuilt), a claim writes a lease token that fences
     # the job's result, an output remembers the original it was rendered from.
     Migration(lambda conn, version, floors: _never_reuse_ids(conn, version, floors)),
-    # 4 -> 5: an album's batch (its work since its last idle moment) is kept here, so every page load, tab and device
+    # 4 -> 5: web sessions and one-time login codes, server-side and revocable (only their SHA-256 is stored).
+    Migration(
+        "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, last_seen_at REAL NOT NULL, "
+        "expires_at REAL NOT NULL) WITHOUT ROWID; "
+        "CREATE TABLE login_codes (code_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, expires_at REAL NOT NULL) "
+        "WITHOUT ROWID"
+    ),
+    # 5 -> 6: an album's batch (its work since its last idle moment) is kept here, so every page load, tab and device
     # shows the same "n of m": when it started and the upload batch (X-Photoq-Batch) that started it, and when each
     # photo last entered the queue.
     Migration(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .catalogue import SQLiteCatalogue
 from .jobs import SQLiteJobs
 from .maintenance import SQLiteMaintenance
+from .sessions import SQLiteSessions
 
 
-class SQLiteStore(SQLiteCatalogue, SQLiteJobs, SQLiteMaintenance):
+class SQLiteStore(SQLiteCatalogue, SQLiteJobs, SQLiteMaintenance, SQLiteSessions):
     """Every Store verb on one SQLite file: one writer thread (photoq's own, see writer.py), one reader connection."""

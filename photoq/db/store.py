@@ -113,7 +113,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def unstage(self, staged_ids: Sequence[int] | None, remove_files: RemovePaths) -> None:
         """Forget staged rows (all of them when None, as at start-up) and, holding off other writers, remove their
-        files unless a photo or another upload in flight references the same bytes."""
+        files unless a photo or another upload in flight references the same bytes. The files go (durably, see
+        Storage.remove_relpaths) before the rows are committed away: a power cut in between leaves the rows, and the
+        next start removes them again; the other order could bring the files back with nothing left to remove them."""
 
     # -- catalogue: reads --------------------------------------------------------------------------------------
 
@@ -319,3 +321,37 @@ class Store(abc.ABC):
     ) -> list[int]:
         """Photos whose original is gone can never be processed: both parts and jobs failed with `error`, any open
         attempt closed. The photo ids marked (those still existing)."""
+
+    # -- web sessions and one-time login codes (ids and codes arrive as SHA-256 hashes) ---------------------------
+
+    @abc.abstractmethod
+    async def insert_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        """A new session, last seen now."""
+
+    @abc.abstractmethod
+    async def get_session(self, id_hash: str) -> tuple[float, float, float] | None:
+        """(created_at, last_seen_at, expires_at) of a session, or None."""
+
+    @abc.abstractmethod
+    async def touch_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        """Record a use of the session and its new expiry."""
+
+    @abc.abstractmethod
+    async def delete_session(self, id_hash: str) -> bool:
+        """End one session; False when there was none."""
+
+    @abc.abstractmethod
+    async def delete_all_sessions(self) -> int:
+        """End every session; how many there were."""
+
+    @abc.abstractmethod
+    async def insert_login_code(self, code_hash: str, now: float, expires_at: float) -> None:
+        """A new one-time login code (expired ones are deleted on the way)."""
+
+    @abc.abstractmethod
+    async def redeem_login_code(self, code_hash: str, now: float) -> bool:
+        """Delete the code; True when it existed and had not expired, so that each code works once."""
+
+    @abc.abstractmethod
+    async def delete_expired_sessions_and_codes(self, now: float) -> int:
+        """Forget what has expired; how many rows went."""

@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..ratelimit import RateLimiter, retry_after_seconds
 from ..storage import out_of_disk
-from .keys import AUTH_KIND, CONFIG, CREDENTIALS
+from .keys import AUTH_KIND, CONFIG, CREDENTIALS, LOGIN_THROTTLE, SESSION, SESSIONS
 
 log = logging.getLogger("photoq.web")
 
@@ -149,12 +149,20 @@ def bearer_token(request: web.Request) -> str | None:
 async def auth_middleware(request: web.Request, handler):
     if is_public(request.path) or (request.path == METRICS_PATH and request.app[CONFIG].metrics.public):
         return await handler(request)
-    credentials = request.app[CREDENTIALS]
-    if credentials.token_matches(bearer_token(request)):
-        request[AUTH_KIND] = "bearer"
-        return await handler(request)
-    if credentials.session_matches(request.cookies.get(SESSION_COOKIE)):
+    bearer = bearer_token(request)
+    if bearer is not None:
+        throttle = request.app[LOGIN_THROTTLE]
+        address = request.remote or ""
+        check_login_allowed(request)
+        if request.app[CREDENTIALS].token_matches(bearer):
+            throttle.succeeded(address)
+            request[AUTH_KIND] = "bearer"
+            return await handler(request)
+        throttle.failed(address)  # a wrong token is a guess, as at the login form
+    session = await request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
         request[AUTH_KIND] = "session"
+        request[SESSION] = session
         if request.method not in SAFE_METHODS:
             await check_csrf(request)
         return await handler(request)
@@ -164,17 +172,24 @@ async def auth_middleware(request: web.Request, handler):
     raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
 
 
+def check_login_allowed(request: web.Request) -> None:
+    """429 with Retry-After while the client's address is locked out after too many wrong tokens or codes."""
+    wait = request.app[LOGIN_THROTTLE].retry_after(request.remote or "")
+    if wait:
+        raise RateLimited(f"Too many wrong login attempts from your address; try again in {wait} s.",
+                          code="login_locked", headers={"Retry-After": str(wait)})
+
+
 async def check_csrf(request: web.Request) -> None:
-    """Cookie-authenticated writes must come from our own pages: same origin, and carrying the CSRF token."""
+    """Cookie-authenticated writes must come from our own pages: same origin, and carrying the session's CSRF token."""
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise_csrf(request)
-    credentials = request.app[CREDENTIALS]
     candidate = request.headers.get(CSRF_HEADER)
     if candidate is None and request.content_type == "application/x-www-form-urlencoded":
         field = (await request.post()).get(CSRF_FIELD)
         candidate = field if isinstance(field, str) else None
-    if not credentials.csrf_matches(candidate):
+    if not request.app[SESSIONS].csrf_matches(request[SESSION], candidate):
         raise_csrf(request)
 
 
