@@ -462,17 +462,22 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/queue")
 async def queue_page(request: web.Request) -> web.Response:
+    """The queue in photos, as people count them (a photo's thumbnail and display-version jobs are one photo)."""
     queue = request.app[QUEUE]
     overview = await queue.overview(Status.FAILED, limit=ERROR_REPORT_LIMIT)
     running = (await queue.overview(Status.PROCESSING, limit=50))["jobs"]
     labels = await request.app[DB].photo_labels([j["photo_id"] for j in overview["jobs"] + running])
+    stats = await queue.stats()
     workers = request.app.get(WORKERS)
     oldest = overview["oldest_job_age_seconds"]
     breaker = overview["circuit_breaker"]
+    running_photos = photos_of_jobs(running, labels)
     return await page(request, "queue.html", {
         "q": overview,
-        "failed_jobs": [{**j, "label": labels.get(j["photo_id"])} for j in overview["jobs"]],
-        "running_jobs": [{**j, "label": labels.get(j["photo_id"])} for j in running],
+        "stats": stats,
+        "waiting_photos": max(0, stats.pending + stats.processing - len(running_photos)),
+        "failed_photos": photos_of_jobs(overview["jobs"], labels),
+        "running_photos": running_photos,
         "oldest_text": human_age(oldest),
         "oldest_seconds": oldest,
         "eta_text": human_eta(await queue.eta_seconds()),
@@ -481,6 +486,24 @@ async def queue_page(request: web.Request) -> web.Response:
         "workers_total": workers.size if workers is not None else request.app[CONFIG].processing.workers,
         "nav": "queue",
     })
+
+
+PART_NAMES = {"thumbnail": "Thumbnails", "variant": "Display versions"}  # the UI's own words for the job kinds
+
+
+def photos_of_jobs(jobs: list[dict], labels: dict[int, tuple[str, int, str]]) -> list[dict]:
+    """Jobs grouped by photo, in the order their photos first appear: each photo once, with its parts in the UI's
+    words, its most attempts, and its first error."""
+    photos: dict[int, dict] = {}
+    for job in jobs:
+        entry = photos.setdefault(job["photo_id"], {
+            "photo_id": job["photo_id"], "label": labels.get(job["photo_id"]), "parts": [], "attempts": 0,
+            "max_attempts": job["max_attempts"], "error": None,
+        })
+        entry["parts"].append(PART_NAMES.get(job["kind"], job["kind"]))
+        entry["attempts"] = max(entry["attempts"], job["attempts"])
+        entry["error"] = entry["error"] or job["error"]
+    return list(photos.values())
 
 
 @routes.post("/queue/pause")
