@@ -44,7 +44,14 @@ jpegtran:
 	  apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null 2>&1 || \
 	  { apt-get update >/dev/null && apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null; }; }
 
-test: lint $(STAMP) browser fuse jpegtran postgresql
+# The scripts' unit tests run under node; the UI tests inject axe-core (npm, test-only: tests/ui/axe, never served).
+AXE := tests/ui/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/ui/axe/package.json tests/ui/axe/package-lock.json
+	@bash .ci/ensure-node
+	cd tests/ui/axe && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: lint $(STAMP) browser fuse jpegtran postgresql $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # PyTurboJPEG (compared with simplejpeg) loads Debian's libturbojpeg0; without it that column reads n/a.

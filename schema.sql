@@ -2,8 +2,9 @@
 -- Versioned with PRAGMA user_version; photoq/db/migrations.py applies this file to a new database and stamps it with
 -- the latest version, and takes older databases forward with its numbered MIGRATIONS (this file shows the result:
 -- version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 AUTOINCREMENT,
--- jobs.lease_token and outputs.source_sha256, version 5 the sessions and login_codes tables, version 6
--- the nodes table). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- jobs.lease_token and outputs.source_sha256, version 5 the sessions and login_codes tables, version 6 the nodes
+-- table, version 7 the album batch: albums.batch_started_at, albums.batch_key, photos.queued_at). Times are unix
+-- seconds (REAL, UTC); the API renders ISO 8601.
 --
 -- Ids of albums, photos, jobs and attempts are never reused (AUTOINCREMENT): a URL, a resumable upload, a running
 -- job's result or a file on disk that names a deleted row must never land on a new one.
@@ -11,7 +12,12 @@
 CREATE TABLE albums (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
-    created_at  REAL    NOT NULL
+    created_at  REAL    NOT NULL,
+    -- The album's batch: the work that entered its queue since its last idle moment (v7). It starts when work
+    -- arrives while nothing of the album is unfinished, unless that work continues the upload batch (the
+    -- X-Photoq-Batch header) that started it.
+    batch_started_at  REAL,
+    batch_key         TEXT
 );
 
 CREATE TABLE photos (
@@ -41,11 +47,13 @@ CREATE TABLE photos (
     created_at         REAL    NOT NULL,
     completed_at       REAL,
     thumbhash          TEXT,                      -- base64 ThumbHash placeholder, from the thumbnail job (v2)
+    queued_at          REAL,                      -- when it last entered the queue: upload, retry, reprocess (v7)
     UNIQUE (album_id, sha256)
 );
 CREATE INDEX photos_by_sha256 ON photos(sha256);
 CREATE INDEX photos_by_status ON photos(processing_status, album_id);
 CREATE INDEX photos_by_album_status ON photos(album_id, processing_status);
+CREATE INDEX photos_by_album_queued ON photos(album_id, queued_at);
 
 -- The durable queue. A job is claimed by setting status = 'processing', a lease and a fresh lease token; an expired
 -- lease makes it runnable again. 'failed' is the dead letter: it stays until retried or cleared by hand.

@@ -178,7 +178,8 @@ class Ingest:
         if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:
             raise InsufficientStorage("The server's disk is nearly full, so the upload was not accepted.")
 
-    async def receive(self, album_id: int, files: AsyncIterable[IncomingFile | Rejected]) -> list[FileOutcome]:
+    async def receive(self, album_id: int, files: AsyncIterable[IncomingFile | Rejected],
+                      batch: str | None = None) -> list[FileOutcome]:
         """Receive every file (a part the web layer refused already comes as Rejected), then store and queue the
         accepted ones together. One outcome per file, in order."""
         refused: list[Rejected | None] = []  # by position; None for a file received, whose outcome comes on storing
@@ -195,12 +196,13 @@ class Ingest:
                 else:
                     received[len(refused)] = (filename, got)
                     refused.append(None)
-            stored = await self._store_and_queue(album_id, received) if received else {}
+            stored = await self._store_and_queue(album_id, received, batch) if received else {}
         finally:
             await self.storage.remove_uploads(r.temp for _, r in received.values())
         return [stored[index] if outcome is None else outcome for index, outcome in enumerate(refused)]
 
-    async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int) -> FileOutcome:
+    async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int,
+                           batch: str | None = None) -> FileOutcome:
         """A whole file that arrived another way (a finished resumable upload, `photoq import`) takes an uploaded
         file's road from here: probe, dedup, store the original, photo + jobs. The file may have been moved into
         the store; what is left there is the caller's."""
@@ -208,7 +210,7 @@ class Ingest:
         probe = await probe_file(path, self.limits.max_pixels) if size else empty_file()
         if isinstance(probe, PhotoqError):
             return Rejected(shown, probe)
-        stored = await self._store_and_queue(album_id, {0: (shown, Received(path, sha256, size, probe))})
+        stored = await self._store_and_queue(album_id, {0: (shown, Received(path, sha256, size, probe))}, batch)
         return stored[0]
 
     async def _receive_one(self, chunks: AsyncIterator[bytes]) -> Received | PhotoqError:
@@ -259,8 +261,8 @@ class Ingest:
             return empty_file()
         return hasher.hexdigest(), size
 
-    async def _store_and_queue(self, album_id: int, received: dict[int, tuple[str, Received]]
-                               ) -> dict[int, Accepted | Duplicate]:
+    async def _store_and_queue(self, album_id: int, received: dict[int, tuple[str, Received]],
+                               batch: str | None = None) -> dict[int, Accepted | Duplicate]:
         """Store the originals and add the photos and their jobs in one go; the outcome of each, by the same key.
         Several copies of one file in a request are one photo (the first) and duplicates of it."""
         first_index_of: dict[str, int] = {}
@@ -281,7 +283,7 @@ class Ingest:
                     raise
             photos = [self._new_photo(filename, item) for filename, item in unique.values()]
             try:
-                results = await self.queue.add_photos(album_id, photos, staged_ids)
+                results = await self.queue.add_photos(album_id, photos, staged_ids, batch)
             except LookupError:
                 raise NotFound("The album was deleted during the upload.") from None
         except BaseException:

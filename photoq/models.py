@@ -222,12 +222,41 @@ class NewPhoto:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """An album's batch: the photos that entered its queue since its last idle moment (uploads, retries,
+    reprocessing), so that every page, tab and device shows the same "n of m"."""
+
+    album_id: int
+    album_name: str
+    started_at: float
+    total: int
+    complete: int
+    failed: int
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.failed
+
+    @property
+    def unfinished(self) -> int:
+        return self.total - self.done
+
+    def as_dict(self) -> dict:
+        return {"album_id": self.album_id, "album_name": self.album_name, "started_at": iso(self.started_at),
+                "total": self.total, "done": self.done, "complete": self.complete, "failed": self.failed,
+                "finished": self.unfinished == 0}
+
+
+@dataclass(frozen=True)
 class Stats:
     pending: int = 0
     processing: int = 0
     complete: int = 0
     failed: int = 0
     eta_seconds: int | None = None  # see eta.py: 0 when nothing is left, None when it cannot be said (yet)
+    album_id: int | None = None  # counted over one album: `batch` is its batch (None before its first upload)
+    batch: Batch | None = None
+    batches: tuple[Batch, ...] = ()  # counted over every album: the batches still unfinished
 
     @property
     def total(self) -> int:
@@ -241,6 +270,8 @@ class Stats:
             "failed": self.failed,
             "total": self.total,
             "eta_seconds": self.eta_seconds,
+            **({"batch": self.batch.as_dict() if self.batch else None} if self.album_id is not None
+               else {"batches": [b.as_dict() for b in self.batches]}),
         }
 
 

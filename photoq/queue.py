@@ -203,8 +203,11 @@ class JobQueue:
 
     # -- producing ---------------------------------------------------------------------------------------------
 
-    async def add_photos(self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int]):
-        results = await self.db.insert_photos(album_id, photos, staged_ids, self.clock(), self.settings.max_attempts)
+    async def add_photos(self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int],
+                         batch: str | None = None):
+        """Photos and their jobs; `batch` (X-Photoq-Batch) keeps one upload's photos in one album batch."""
+        results = await self.db.insert_photos(album_id, photos, staged_ids, self.clock(), self.settings.max_attempts,
+                                              batch)
         new_ids = [photo_id for photo_id, _ in results if photo_id is not None]
         if new_ids:
             self.events.publish_photos(
@@ -410,8 +413,14 @@ class JobQueue:
     # -- stats -------------------------------------------------------------------------------------------------
 
     async def stats(self, album_id: int | None = None) -> Stats:
-        """Photo counts with eta_seconds (GET /api/stats, an album's "stats", SSE `stats`)."""
-        return dataclasses.replace(await self.db.stats(album_id), eta_seconds=await self.eta_seconds(album_id))
+        """Photo counts with eta_seconds and batches (GET /api/stats, an album's "stats", SSE `stats`)."""
+        batches = await self.db.album_batches(album_id)
+        counts = await self.db.stats(album_id)
+        eta = await self.eta_seconds(album_id)
+        if album_id is not None:
+            return dataclasses.replace(counts, eta_seconds=eta, album_id=album_id,
+                                       batch=batches[0] if batches else None)
+        return dataclasses.replace(counts, eta_seconds=eta, batches=tuple(b for b in batches if b.unfinished))
 
     async def eta_seconds(self, album_id: int | None = None) -> int | None:
         """0 when nothing is left; None while paused, while the breaker is open, or until enough was measured.

@@ -281,7 +281,7 @@ class ResumableUploads:
             sha256 = await asyncio.to_thread(_hash_file, self.data_path(upload.id))
         try:
             return await ingest.receive_file(upload.album_id, self.data_path(upload.id), upload.filename, sha256,
-                                             upload.length)
+                                             upload.length, upload.batch)
         except PhotoqError as exc:
             if exc.status >= 500:  # a full disk, say: the bytes stay and finishing is tried again
                 raise

@@ -18,7 +18,8 @@ async def test_stream_sends_stats_then_photo_events_and_stats_changes(client, al
         reader = SseReader(response)
         first = await reader.next()
         assert first.name == "stats"
-        assert first.data == {"pending": 0, "processing": 0, "complete": 0, "failed": 0, "total": 0, "eta_seconds": 0}
+        assert first.data == {"pending": 0, "processing": 0, "complete": 0, "failed": 0, "total": 0, "eta_seconds": 0,
+                              "batches": []}
 
         async with client.post(f"/api/albums/{album}/photos", data=multipart(("a.jpg", jpeg(seed=50))),
                                headers=AUTH) as r:
@@ -38,7 +39,12 @@ async def test_stream_sends_stats_then_photo_events_and_stats_changes(client, al
         assert photo_events[-1]["processing_status"] == "complete"
         assert "processing" in [e["processing_status"] for e in photo_events]
         stats = [e.data for e in events if e.name == "stats"]
-        assert stats[-1] == {"pending": 0, "processing": 0, "complete": 1, "failed": 0, "total": 1, "eta_seconds": 0}
+        assert stats[-1] == {"pending": 0, "processing": 0, "complete": 1, "failed": 0, "total": 1, "eta_seconds": 0,
+                             "batches": []}
+        # While it ran, the album's batch was listed: 0 of 1 done.
+        running = next(s for s in stats if s["batches"])
+        assert [(b["album_id"], b["total"], b["done"], b["finished"]) for b in running["batches"]] == \
+            [(album, 1, 0, False)]
 
 
 async def test_album_filter_only_sends_that_albums_events(client, album):

@@ -177,7 +177,11 @@ async def test_decode_failures_end_failed_with_a_readable_message_and_spare_the_
         assert [a["outcome"] for a in await history(client, ids[name])] == ["complete", "complete"]
         await assert_outputs_decodable(client, ids[name])
     async with client.get(f"/api/stats?album_id={album}", headers=AUTH) as r:
-        assert await r.json() == {"pending": 0, "processing": 0, "complete": 5, "failed": 3, "total": 8, "eta_seconds": 0}
+        stats = await r.json()
+        batch = stats.pop("batch")
+        assert stats == {"pending": 0, "processing": 0, "complete": 5, "failed": 3, "total": 8, "eta_seconds": 0}
+        assert (batch["total"], batch["done"], batch["complete"], batch["failed"], batch["finished"]) == \
+            (8, 8, 5, 3, True)
 
 
 # -- a database that refuses to record a result -----------------------------------------------------------------

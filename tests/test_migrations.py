@@ -36,10 +36,22 @@ def version_3_schema() -> str:
 
 
 def version_5_schema() -> str:
-    """schema.sql as it was at version 5: without the nodes table (MIGRATIONS[4])."""
-    before, marker, _ = schema_sql().partition("\n-- Cluster mode's nodes registry")
+    """schema.sql as it was at version 5: without the nodes table (MIGRATIONS[4]) or the album batch."""
+    before, marker, _ = version_6_schema().partition("\n-- Cluster mode's nodes registry")
     assert marker
     return before
+
+
+def version_6_schema() -> str:
+    """schema.sql as it was at version 6: without the album batch (MIGRATIONS[5])."""
+    sql = schema_sql()
+    sql, count = re.subn(r",\n(\s*--[^\n]*\n)*\s*batch_started_at\s+REAL,\n\s*batch_key\s+TEXT\n", "\n", sql)
+    assert count == 1
+    sql, count = re.subn(r"\n\s*queued_at\s+REAL,[^\n]*\(v7\)", "", sql)
+    assert count == 1
+    sql, count = re.subn(r"\nCREATE INDEX photos_by_album_queued[^\n]*", "", sql)
+    assert count == 1
+    return sql
 
 
 def old_database(path, schema: str, version: int, *inserts: str) -> None:
@@ -209,6 +221,23 @@ async def test_a_version_5_database_gets_the_nodes_registry(tmp_path):
         assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         assert [a.name for a in await db.list_albums()] == ["Old"]
         assert await db.list_nodes() == []
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+
+
+async def test_a_version_6_database_gets_the_album_batch_of_its_unfinished_work(tmp_path):
+    path = tmp_path / "photoq.db"
+    photo = """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                                   thumbnail_status, variant_status, created_at)
+               VALUES ({id}, 1, 'p.jpg', '{id}', 10, 4, 3, 'jpeg', 'image/jpeg', '{status}', '{status}', {at})"""
+    old_database(path, version_6_schema(), 6, photo.format(id=1, status="complete", at=1.0),
+                 photo.format(id=2, status="pending", at=5.0), photo.format(id=3, status="pending", at=6.0))
+    db = Database(path)
+    await db.open()
+    try:
+        (batch,) = await db.album_batches(1)
+        assert (batch.total, batch.done, batch.started_at) == (2, 0, 5.0)  # the unfinished photos, not the old one
     finally:
         await db.close()
     assert_same_columns_as_a_new_database(path)

@@ -192,7 +192,9 @@ async def test_listing_photos_pages_with_a_cursor_and_filters_by_status(client, 
     albums = await get(client, "/api/albums")
     assert albums["albums"][0]["photo_count"] == 5 and albums["albums"][0]["processing"] is False
     detail = await get(client, f"/api/albums/{album}")
+    batch = detail["stats"].pop("batch")
     assert detail["stats"] == {"pending": 0, "processing": 0, "complete": 5, "failed": 0, "total": 5, "eta_seconds": 0}
+    assert (batch["album_id"], batch["total"], batch["done"], batch["finished"]) == (album, 5, 5, True)
 
 
 async def test_a_job_over_the_time_limit_is_stopped_and_failed(start_client):

@@ -20,4 +20,15 @@ from .store import EventBridge, Store
 
 Database = SQLiteStore  # the name the callers have always used
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SCHEMA_VERSION_BASE", "Database", "DatabaseUnavailable", "EventBridge", "SQLiteStore", "Store", "database_unavailable", "schema_sql"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_BASE",
+    "Database",
+    "DatabaseUnavailable",
+    "EventBridge",
+    "SQLiteStore",
+    "Store",
+    "database_unavailable",
+    "schema_sql",
+]

@@ -9,6 +9,7 @@ from ..models import (
     PRIORITY,
     Album,
     Attempt,
+    Batch,
     JobKind,
     NewPhoto,
     Node,
@@ -18,7 +19,7 @@ from ..models import (
     Status,
     output_version,
 )
-from . import rows
+from . import batches, rows
 from .connection import SQLiteConnection
 from .store import RemovePaths, RemovePhotoFiles
 
@@ -142,11 +143,13 @@ class SQLiteCatalogue(SQLiteConnection):
         return await self.writer.execute_write_fn(stage)
 
     async def insert_photos(
-        self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int], now: float, max_attempts: int
+        self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int], now: float, max_attempts: int,
+        batch: str | None = None,
     ) -> list[tuple[int | None, int | None]]:
         def insert(conn) -> list[tuple[int | None, int | None]]:
             if not conn.execute("SELECT EXISTS(SELECT 1 FROM albums WHERE id = ?)", (album_id,)).fetchone()[0]:
                 raise LookupError(album_id)
+            batches.join_batch(conn, album_id, now, batch)
             results: list[tuple[int | None, int | None]] = []
             for photo in photos:
                 existing = conn.execute(
@@ -157,10 +160,10 @@ class SQLiteCatalogue(SQLiteConnection):
                     continue
                 photo_id = conn.execute(
                     """INSERT INTO photos (album_id, filename, sha256, size_bytes, width, height, format, content_type,
-                                           taken_at, exif, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                                           taken_at, exif, created_at, queued_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                     (album_id, photo.filename, photo.sha256, photo.size_bytes, photo.width, photo.height, photo.format,
-                     photo.content_type, photo.taken_at, json.dumps(photo.exif, ensure_ascii=False), now),
+                     photo.content_type, photo.taken_at, json.dumps(photo.exif, ensure_ascii=False), now, now),
                 ).fetchone()[0]
                 conn.executemany(
                     """INSERT INTO jobs (photo_id, kind, priority, max_attempts, run_at, created_at, updated_at)
@@ -278,3 +281,7 @@ class SQLiteCatalogue(SQLiteConnection):
                 "SELECT processing_status AS s, count(*) AS n FROM photos WHERE album_id = ? GROUP BY 1", (album_id,)
             )
         return Stats(**{r["s"]: r["n"] for r in found})
+
+    async def album_batches(self, album_id: int | None = None) -> list[Batch]:
+        found = await self._read_all(batches.BATCHES_SELECT, (album_id, album_id))
+        return [Batch(**dict(r)) for r in found]

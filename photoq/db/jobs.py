@@ -16,7 +16,7 @@ from ..models import (
     PhotoState,
     Status,
 )
-from . import rows
+from . import batches, rows
 from .connection import SQLiteConnection
 from .rows import (
     JOB_COLUMNS,
@@ -193,6 +193,8 @@ class SQLiteJobs(SQLiteConnection):
 
     @staticmethod
     async def _requeue(tx: Transaction, parts: Sequence[tuple[int, JobKind]], now: float, max_attempts: int) -> None:
+        photo_ids = [photo_id for photo_id, _ in parts]
+        await tx.run(lambda conn: batches.photos_join_batches(conn, photo_ids, now))
         # An upsert: the job row may have been cleared from the dead letter while its photo stayed failed.
         await tx.executemany(
             """INSERT INTO jobs (photo_id, kind, priority, max_attempts, run_at, created_at, updated_at)

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 
 from ..models import PRIORITY, JobKind, PhotoState, Status
-from . import rows
+from . import batches, rows
 from .connection import SQLiteConnection
 from .rows import KIND_COLUMN, PHOTO_STATE_COLUMNS
 from .store import QueueOutcome, RemovePaths
@@ -84,6 +84,7 @@ class SQLiteMaintenance(SQLiteConnection):
             wanted = None if current is None else sorted({*current, *names})
         else:
             wanted = sorted(set(names))
+        await tx.run(lambda conn: batches.photos_join_batches(conn, [photo_id], now))
         row = await tx.fetchone(
             f"UPDATE photos SET {KIND_COLUMN[kind]} = 'pending', completed_at = NULL WHERE id = ? "
             f"RETURNING {PHOTO_STATE_COLUMNS}", (photo_id,)

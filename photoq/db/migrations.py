@@ -52,6 +52,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "workers INTEGER NOT NULL, busy INTEGER NOT NULL, capacity TEXT, started_at REAL NOT NULL, "
         "last_seen REAL NOT NULL) WITHOUT ROWID"
     ),
+    # 6 -> 7: an album's batch (its work since its last idle moment) is kept here, so every page load, tab and device
+    # shows the same "n of m": when it started and the upload batch (X-Photoq-Batch) that started it, and when each
+    # photo last entered the queue.
+    Migration(
+        "ALTER TABLE albums ADD COLUMN batch_started_at REAL; ALTER TABLE albums ADD COLUMN batch_key TEXT; "
+        "ALTER TABLE photos ADD COLUMN queued_at REAL; UPDATE photos SET queued_at = created_at; "
+        "CREATE INDEX photos_by_album_queued ON photos(album_id, queued_at); "
+        "UPDATE albums SET batch_started_at = (SELECT min(created_at) FROM photos p WHERE p.album_id = albums.id "
+        "AND p.processing_status IN ('pending', 'processing'))"
+    ),
 )
 SCHEMA_VERSION = SCHEMA_VERSION_BASE + len(MIGRATIONS)
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from ..models import (
     Album,
     Attempt,
+    Batch,
     ClaimedJob,
     Job,
     JobKind,
@@ -152,12 +153,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def insert_photos(
-        self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int], now: float, max_attempts: int
+        self, album_id: int, photos: Sequence[NewPhoto], staged_ids: Sequence[int], now: float, max_attempts: int,
+        batch: str | None = None,
     ) -> list[tuple[int | None, int | None]]:
         """Insert photos with their thumbnail and variant jobs and forget `staged_ids`, in one transaction.
 
         Per photo: (new photo id, None), or (None, id of the photo of this album with the same bytes).
-        Raises LookupError when the album no longer exists (nothing is written)."""
+        Raises LookupError when the album no longer exists (nothing is written). The photos join the album's batch
+        (see album_batches): `batch` is the upload's X-Photoq-Batch, which keeps a slow upload one batch."""
 
     @abc.abstractmethod
     async def unstage(self, staged_ids: Sequence[int] | None, remove_files: RemovePaths) -> None:
@@ -208,6 +211,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def stats(self, album_id: int | None = None) -> Stats:
         """Photo counts by processing status, of one album or of all."""
+
+    @abc.abstractmethod
+    async def album_batches(self, album_id: int | None = None) -> list[Batch]:
+        """The batch of one album, or of every album that has had one: the photos that entered its queue (upload,
+        retry, reprocess) since its last idle moment, and any photo still unfinished, counted by status. Every verb
+        that queues a photo makes it join its album's batch, starting a new one when nothing of the album was
+        unfinished."""
 
     # -- jobs: the workers' verbs (leases) ---------------------------------------------------------------------
 

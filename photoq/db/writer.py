@@ -93,6 +93,10 @@ class Transaction:
         if rows:
             await self._writer.run(lambda conn: conn.executemany(sql, rows).close())
 
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """fn(conn) inside this transaction, in one hop."""
+        return await self._writer.run(fn)
+
 
 class SQLiteWriter:
     """The write connection and the thread that owns it. Writes are serialised by an asyncio lock (one writer per

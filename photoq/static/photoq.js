@@ -3,7 +3,7 @@
 //  - live pages: <body data-live="all|album"> subscribes to /api/events and re-renders [data-live-refresh]
 //    regions from a fresh copy of the page when something changes
 //  - "… left" estimates that count down between stats events (album and queue pages)
-//  - window.photoq: helpers for album.js and photo.js (CSRF header, JSON posts, event stream, formatting,
+//  - window.photoq: helpers for the page scripts (CSRF header, JSON posts, event stream, formatting,
 //    ThumbHash placeholders)
 (function () {
   'use strict';
@@ -156,13 +156,17 @@
     return true;
   }
 
+  /** <time data-local datetime> in one format, in the browser's locale and time zone (data-camera-time: the
+   * camera's own clock, whose offset is unknown). */
   function localizeTimes(root) {
+    const { formatDate } = window.photoq.format;
     root.querySelectorAll('time[data-local][datetime]').forEach((el) => {
-      const moment = new Date(el.getAttribute('datetime'));
-      if (!isNaN(moment)) {
-        el.textContent = moment.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-        el.title = moment.toISOString();
-      }
+      const camera = el.hasAttribute('data-camera-time');
+      const text = formatDate(el.getAttribute('datetime'), camera);
+      if (!text) return;
+      el.textContent = text;
+      el.title = camera ? 'As the camera\u2019s clock said it; the camera recorded no time zone'
+        : new Date(el.getAttribute('datetime')).toISOString();
     });
   }
 
@@ -182,7 +186,7 @@
 
   /** An EventSource on /api/events that tells `onResync` each time it (re)connects. */
   function events(albumId, handlers) {
-    const url = '/api/events' + (albumId ? '?album_id=' + encodeURIComponent(albumId) : '');
+    const url = window.photoq.urls.events(albumId);
     const source = new EventSource(url, { withCredentials: true });
     let freshConnection = true;
     source.addEventListener('open', () => { freshConnection = true; });
@@ -218,6 +222,34 @@
     }
     region.textContent = '';
     window.setTimeout(() => { region.textContent = message; }, 50);
+  }
+
+  const ANNOUNCE_EVERY_MS = 5000;
+
+  /** A live region that speaks at most every few seconds: progress text changes four times a second, screen readers
+   * would read every one. `say(text, now)`: the latest text is spoken when the interval allows (at once with `now`,
+   * for an outcome); the same text twice is spoken once. */
+  function politeAnnouncer(region) {
+    let spoken = region ? region.textContent : '';
+    let pending = null;
+    let last = 0;
+    let timer = null;
+    const flush = () => {
+      timer = null;
+      if (pending === null || pending === spoken) { pending = null; return; }
+      spoken = pending;
+      pending = null;
+      last = performance.now();
+      region.textContent = spoken;
+    };
+    return function say(text, now) {
+      if (!region) return;
+      pending = text;
+      const wait = now ? 0 : Math.max(0, last + ANNOUNCE_EVERY_MS - performance.now());
+      if (timer && !now) return;
+      if (timer) window.clearTimeout(timer);
+      timer = window.setTimeout(flush, wait);
+    };
   }
 
   /** Fetch this page again and return it parsed, or null (e.g. when the session ended). */
@@ -356,6 +388,27 @@
     }
   });
 
+  // -- menus (<details class="card-menu">) stay inside the viewport, whatever side their button is on ---------------
+
+  const MENU_MARGIN_PX = 8;
+  function keepMenuInViewport(details) {
+    const body = details.querySelector(':scope > .card-menu-body');
+    if (!body) return;
+    body.style.transform = '';
+    if (!details.open) return;
+    const rect = body.getBoundingClientRect();
+    const width = document.documentElement.clientWidth;
+    let shift = 0;
+    if (rect.left < MENU_MARGIN_PX) shift = MENU_MARGIN_PX - rect.left;
+    else if (rect.right > width - MENU_MARGIN_PX) shift = width - MENU_MARGIN_PX - rect.right;
+    if (shift) body.style.transform = 'translateX(' + Math.round(shift) + 'px)';
+  }
+  document.addEventListener('toggle', (event) => {  // toggle does not bubble: caught on its way down
+    const target = event.target;
+    if (target instanceof HTMLDetailsElement && target.classList.contains('card-menu')) keepMenuInViewport(target);
+  }, true);
+  window.addEventListener('resize', () => document.querySelectorAll('details.card-menu[open]').forEach(keepMenuInViewport));
+
   function setUpFlash() {
     document.querySelectorAll('.flash').forEach((flash) => {
       const close = flash.querySelector('.flash-close');
@@ -365,8 +418,23 @@
     });
   }
 
-  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, etaCountdown, localizeTimes,
-    thumbHashToDataURL, paintThumbHash };
+  /** A DOM element with attributes (`text` sets its text; null, undefined and false are left out) and children. */
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === 'text') node.textContent = value;
+      else node.setAttribute(key, value === true ? '' : value);
+    }
+    for (const child of children || []) if (child) node.append(child);
+    return node;
+  }
+
+  function plural(n, word) { return n + ' ' + word + (n === 1 ? '' : 's'); }
+
+  // urls.js (loaded first) has put window.photoq.urls in place.
+  window.photoq = Object.assign(window.photoq || {}, { csrf, api, events, announce, fetchPage, humanBytes,
+    etaCountdown, localizeTimes, thumbHashToDataURL, paintThumbHash, el, plural, politeAnnouncer });
 
   function start() {
     localizeTimes(document);

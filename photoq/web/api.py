@@ -12,6 +12,7 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..models import Album, Photo, Status, clean_album_name, iso, original_version, output_version
 from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
+from . import urls
 from .keys import CLUSTER, CONFIG, DB, INGEST, QUEUE, STORAGE
 from .uploads import MultipartFiles, upload_answer
 
@@ -70,9 +71,8 @@ def photo_urls(photo: Photo, output_names) -> dict:
     """Each URL names the photo's content (`v`), so a client never shows another picture from its cache: the
     original's URL can be cached for good; an output's is revalidated (it changes when the output is rendered
     again, and only the pages know when that was)."""
-    base = f"/api/photos/{photo.id}/file?variant="
-    version = f"&v={original_version(photo.sha256)}"
-    return {"original": base + "original" + version, **{name: base + name + version for name in output_names}}
+    version = original_version(photo.sha256)
+    return {name: urls.photo_file(photo.id, name, version) for name in ("original", *output_names)}
 
 
 def photo_dict(photo: Photo, output_names) -> dict:
@@ -181,7 +181,7 @@ async def upload_photos(request: web.Request) -> web.Response:
         raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
     try:
         async with contextlib.aclosing(MultipartFiles(reader, request.app[CONFIG].upload).parts()) as files:
-            outcomes = await ingest.receive(album_id, files)
+            outcomes = await ingest.receive(album_id, files, batch)
     finally:
         ingest.keep_batch_open(album_id, batch)
     status, body = upload_answer(outcomes)

@@ -8,9 +8,7 @@ done by the middleware before any handler here runs.
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -18,15 +16,17 @@ from ..config import Settings
 from ..models import (
     MAX_ALBUM_NAME,
     Album,
-    OutputFile,
+    Batch,
     Photo,
     Status,
     clean_album_name,
+    iso,
     original_version,
-    output_version,
 )
+from . import urls
 from .api import MAX_SQLITE_INTEGER
 from .keys import CLUSTER, CONFIG, DB, QUEUE, STORAGE
+from .photo_image import choose_photo_image
 from .session import safe_next
 from .templating import render
 
@@ -35,8 +35,6 @@ routes = web.RouteTableDef()
 PAGE_SIZE = 120
 ERROR_REPORT_LIMIT = 200
 FLASH_COOKIE = "photoq_flash"
-# Formats every browser can show as they are; a TIFF original is never put in an <img>.
-BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
 
 FLASH_MESSAGES = {
     "album_created": "Album created. Add photos below.",
@@ -110,8 +108,7 @@ def utc_datetime(ts: float | None) -> dict | None:
     if ts is None:
         return None
     moment = datetime.fromtimestamp(ts, UTC)
-    return {"iso": moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "text": moment.strftime("%d %b %Y, %H:%M UTC")}
+    return {"iso": moment.isoformat(timespec="seconds").replace("+00:00", "Z"), "text": date_text(moment) + " UTC"}
 
 
 def taken_at_text(raw: str | None) -> dict | None:
@@ -121,10 +118,17 @@ def taken_at_text(raw: str | None) -> dict | None:
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:
-        return {"iso": None, "text": raw}
-    if moment.tzinfo is None:
-        return {"iso": None, "text": moment.strftime("%d %b %Y, %H:%M") + " (camera time)"}
-    return {"iso": raw, "text": moment.strftime("%d %b %Y, %H:%M UTC")}
+        return {"iso": None, "camera": False, "text": raw}
+    if moment.tzinfo is None:  # the camera's clock, time zone unknown: shown as it is, said to be camera time
+        return {"iso": moment.isoformat(timespec="seconds"), "camera": True,
+                "text": date_text(moment) + " (camera time)"}
+    return {"iso": raw, "camera": False, "text": date_text(moment.astimezone(UTC)) + " UTC"}
+
+
+def date_text(moment: datetime) -> str:
+    """The pages' date format without script ("5 Dec 2026, 09:23"); the browser then says it in its own locale and
+    time zone (format.js formatDate)."""
+    return f"{moment.day} {moment:%b %Y, %H:%M}"
 
 
 def camera_text(exif: dict) -> str | None:
@@ -150,20 +154,6 @@ def exposure_text(exif: dict) -> str | None:
     return " · ".join(parts) or None
 
 
-def file_url(photo_id: int, variant: str, version: str | None = None) -> str:
-    """The URL of a photo's file; with its version (models.original_version or output_version), a URL the browser
-    may cache for good (it changes when the picture does, e.g. when `photoq reprocess` renders the output again)."""
-    url = f"/api/photos/{photo_id}/file?variant={quote(variant, safe='')}"
-    return url if version is None else f"{url}&v={quote(version, safe='')}"
-
-
-def ready_version(photo: Photo, output: OutputFile | None) -> str | None:
-    """The version of a photo's output as read back from the database (None: not written)."""
-    if output is None or output.created_at is None:
-        return None
-    return output_version(photo.sha256, output.created_at)
-
-
 def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, str]
                     ) -> list[tuple[str, int, str | None]]:
     """The thumbnails of a grid image's srcset: those already written (an output added to the configuration is
@@ -177,10 +167,10 @@ def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, str]
 def grid_image(photo_id: int, thumbs: list[tuple[str, int, str | None]]) -> tuple[str, str]:
     """(src, srcset) of a grid image: the middle thumbnail, and every thumbnail at its nominal width."""
     if not thumbs:
-        return file_url(photo_id, "original"), ""
+        return urls.photo_file(photo_id, "original"), ""
     name, _, written_at = thumbs[len(thumbs) // 2]
-    srcset = ", ".join(f"{file_url(photo_id, n, at)} {w}w" for n, w, at in thumbs)
-    return file_url(photo_id, name, written_at), srcset
+    srcset = ", ".join(f"{urls.photo_file(photo_id, n, at)} {w}w" for n, w, at in thumbs)
+    return urls.photo_file(photo_id, name, written_at), srcset
 
 
 def thumbnail_specs(settings: Settings) -> list[tuple[str, int]]:
@@ -199,6 +189,13 @@ def tile_state(photo: Photo) -> str:
     if photo.thumbnail_status == Status.PROCESSING:
         return "generating"
     return "queued"
+
+
+def batch_state(batch: Batch | None) -> str:
+    """running, done, or failed (finished with failures): how the processing panel colours its bar."""
+    if batch is None or batch.unfinished:
+        return "running"
+    return "failed" if batch.failed else "done"
 
 
 def tile(photo: Photo, thumbs: list[tuple[str, int]], written: dict[str, str]) -> dict:
@@ -311,7 +308,7 @@ async def create_album(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         return await render_index(request, str(exc), raw.strip(), status=400)
     album = await request.app[QUEUE].create_album(name)
-    raise redirect(f"/albums/{album.id}", "album_created")
+    raise redirect(urls.album_page(album.id), "album_created")
 
 
 @routes.get("/albums/{id}")
@@ -342,6 +339,10 @@ async def album_page(request: web.Request) -> web.Response:
         "unfinished": stats.pending + stats.processing,
         "eta_text": human_eta(stats.eta_seconds),
         "settled": stats.complete + stats.failed,
+        "batch": stats.batch,
+        "batch_started": iso(stats.batch.started_at) if stats.batch else "",
+        "batch_finished": stats.batch is None or stats.batch.unfinished == 0,
+        "batch_state": batch_state(stats.batch),
         "thumbs_json": json.dumps(thumbs),
         "limits": settings.upload,
         "max_file_text": human_bytes(settings.upload.max_file_bytes),
@@ -378,7 +379,7 @@ async def retry_album(request: web.Request) -> web.StreamResponse:
     async for photo in failed_photos(request, album.id):
         if await queue.retry_photo(photo.id) is not None:
             retried += 1
-    raise redirect(f"/albums/{album.id}", f"retried:{retried}" if retried else "nothing_to_retry")
+    raise redirect(urls.album_page(album.id), f"retried:{retried}" if retried else "nothing_to_retry")
 
 
 @routes.post("/albums/{id}/clear-errors")
@@ -392,7 +393,7 @@ async def clear_album_errors(request: web.Request) -> web.StreamResponse:
     async for photo in failed_photos(request, album.id):
         if await queue.delete_photo(photo.id, storage.remove_photo_files):
             removed += 1
-    raise redirect(f"/albums/{album.id}", f"errors_cleared:{removed}")
+    raise redirect(urls.album_page(album.id), f"errors_cleared:{removed}")
 
 
 # -- photos ------------------------------------------------------------------------------------------------------
@@ -410,35 +411,7 @@ async def photo_page(request: web.Request) -> web.Response:
     attempts = await db.photo_attempts(photo.id)
     newer, older = await db.adjacent_photo_ids(photo.album_id, photo.id)
 
-    # Every ready display variant at its real width, widest last; one per width (small photos are never
-    # upscaled, so several variants can share a width).
-    by_width: dict[int, str] = {}
-    for output in sorted(settings.outputs_for("variant"), key=lambda o: o.width):
-        ready = outputs.get(output.name)
-        if ready is not None and ready.width not in by_width:
-            by_width[ready.width] = file_url(photo.id, output.name, ready_version(photo, ready))
-    display = sorted(by_width.items())
-    natural_width = None  # of a picture shown without srcset, whose own pixels then set its width on the page
-    if display:
-        src = display[0][1] if display[0][0] >= 1000 else display[-1][1]
-        srcset = ", ".join(f"{url} {width}w" for width, url in display)
-        showing = "display"
-    elif photo.content_type in BROWSER_IMAGE_TYPES:
-        src, srcset, showing = file_url(photo.id, "original", original_version(photo.sha256)), "", "original"
-        natural_width = photo.width
-    elif photo.thumbnail_status == Status.COMPLETE and (thumbs := thumbnail_specs(settings)):
-        largest = outputs.get(thumbs[-1][0])
-        src, srcset, showing = file_url(photo.id, thumbs[-1][0], ready_version(photo, largest)), "", "thumbnail"
-        natural_width = largest.width if largest else None
-    else:
-        src, srcset, showing = None, "", "none"
-    # The picture fits inside the viewport: as wide as the page allows, but no taller than ~80% of the screen.
-    aspect = photo.width / photo.height if photo.height else 1
-    sizes = f"min(100vw, 72rem, {math.ceil(80 * aspect)}vh)"
-    # The width it will have once loaded (its own width, or the one `sizes` gives it, then no taller than the
-    # stylesheet's 80vh), so that photo.js can give it that box while it loads.
-    loading_width = f"min({f'{natural_width}px, ' if natural_width else ''}100vw, 72rem, {80 * aspect:.4f}vh)"
-
+    image = choose_photo_image(photo, settings.outputs_for("variant"), settings.outputs_for("thumbnail"), outputs)
     exif = photo.exif
     history = [{
         "kind": a.kind, "attempt": a.attempt, "outcome": a.outcome or "running", "error": a.error,
@@ -449,11 +422,7 @@ async def photo_page(request: web.Request) -> web.Response:
     return await page(request, "photo.html", {
         "photo": photo,
         "album": album,
-        "src": src,
-        "srcset": srcset,
-        "sizes": sizes,
-        "loading_width": loading_width,
-        "showing": showing,
+        "image": image,
         "final": photo.processing_status in (Status.COMPLETE, Status.FAILED),
         "camera": camera_text(exif),
         "lens": (exif.get("lens_model") or "").strip() or None,
@@ -464,7 +433,7 @@ async def photo_page(request: web.Request) -> web.Response:
         "history": history,
         "newer": newer,
         "older": older,
-        "original_url": file_url(photo.id, "original", original_version(photo.sha256)),
+        "original_url": urls.photo_file(photo.id, "original", original_version(photo.sha256)),
         "nav": "albums",
     })
 
@@ -474,7 +443,7 @@ async def retry_photo(request: web.Request) -> web.StreamResponse:
     photo = await photo_or_none(request)
     if photo is None:
         return await not_found(request, "photo")
-    target = safe_next(await form_field(request, "next") or f"/photos/{photo.id}")
+    target = safe_next(await form_field(request, "next") or urls.photo_page(photo.id))
     state = await request.app[QUEUE].retry_photo(photo.id)
     raise redirect(target, "retried_photo" if state is not None else "nothing_to_retry")
 
@@ -485,7 +454,7 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
     if photo is None:
         return await not_found(request, "photo")
     await request.app[QUEUE].delete_photo(photo.id, request.app[STORAGE].remove_photo_files)
-    raise redirect(f"/albums/{photo.album_id}", "photo_deleted")
+    raise redirect(urls.album_page(photo.album_id), "photo_deleted")
 
 
 # -- queue -------------------------------------------------------------------------------------------------------
@@ -493,18 +462,23 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/queue")
 async def queue_page(request: web.Request) -> web.Response:
+    """The queue in photos, as people count them (a photo's thumbnail and display-version jobs are one photo)."""
     queue = request.app[QUEUE]
     overview = await queue.overview(Status.FAILED, limit=ERROR_REPORT_LIMIT)
     running = (await queue.overview(Status.PROCESSING, limit=50))["jobs"]
     labels = await request.app[DB].photo_labels([j["photo_id"] for j in overview["jobs"] + running])
     nodes = await request.app[CLUSTER].nodes()
     live = [n for n in nodes if n["state"] == "live"]
+    stats = await queue.stats()
     oldest = overview["oldest_job_age_seconds"]
     breaker = overview["circuit_breaker"]
+    running_photos = photos_of_jobs(running, labels)
     return await page(request, "queue.html", {
         "q": overview,
-        "failed_jobs": [{**j, "label": labels.get(j["photo_id"])} for j in overview["jobs"]],
-        "running_jobs": [{**j, "label": labels.get(j["photo_id"])} for j in running],
+        "stats": stats,
+        "waiting_photos": max(0, stats.pending + stats.processing - len(running_photos)),
+        "failed_photos": photos_of_jobs(overview["jobs"], labels),
+        "running_photos": running_photos,
         "oldest_text": human_age(oldest),
         "oldest_seconds": oldest,
         "eta_text": human_eta(await queue.eta_seconds()),
@@ -514,6 +488,24 @@ async def queue_page(request: web.Request) -> web.Response:
         "nodes": nodes,
         "nav": "queue",
     })
+
+
+PART_NAMES = {"thumbnail": "Thumbnails", "variant": "Display versions"}  # the UI's own words for the job kinds
+
+
+def photos_of_jobs(jobs: list[dict], labels: dict[int, tuple[str, int, str]]) -> list[dict]:
+    """Jobs grouped by photo, in the order their photos first appear: each photo once, with its parts in the UI's
+    words, its most attempts, and its first error."""
+    photos: dict[int, dict] = {}
+    for job in jobs:
+        entry = photos.setdefault(job["photo_id"], {
+            "photo_id": job["photo_id"], "label": labels.get(job["photo_id"]), "parts": [], "attempts": 0,
+            "max_attempts": job["max_attempts"], "error": None,
+        })
+        entry["parts"].append(PART_NAMES.get(job["kind"], job["kind"]))
+        entry["attempts"] = max(entry["attempts"], job["attempts"])
+        entry["error"] = entry["error"] or job["error"]
+    return list(photos.values())
 
 
 @routes.post("/queue/pause")
