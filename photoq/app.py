@@ -20,7 +20,7 @@ from .queue import JobQueue
 from .storage import Storage
 from .tus import ResumableUploads
 from .web import api, metrics, session, sse
-from .web import tus, ui
+from .web import downloads, tus, ui
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
 from .web.keys import RESUMABLE
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_live_streams)
     app.add_routes(api.routes)
     app.add_routes(tus.routes)
+    app.add_routes(downloads.routes)
     app.add_routes(sse.routes)
     app.add_routes(metrics.routes)
     app.add_routes(session.routes)
