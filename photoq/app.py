@@ -20,9 +20,10 @@ from .queue import JobQueue
 from .storage import Storage
 from .tus import ResumableUploads
 from .web import api, metrics, session, sse
-from .web import downloads, tus, ui
+from .web import downloads, pwa, tus, ui
 from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
-from .web.keys import RESUMABLE
+from .web.keys import RESUMABLE, SHARES
+from .shares import ShareInbox
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
 from .web.proxy import proxy_headers_middleware
 from .web.templating import TEMPLATES, make_environment
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(tus.routes)
     app.add_routes(downloads.routes)
+    app.add_routes(pwa.routes)
     app.add_routes(sse.routes)
     app.add_routes(metrics.routes)
     app.add_routes(session.routes)
@@ -97,6 +99,10 @@ async def queue_ctx(app: web.Application):
     await queue.start()
     app[QUEUE] = queue
     app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
+    shares = ShareInbox(app[STORAGE].root / "shares", app[INGEST])
+    await asyncio.to_thread(shares.prepare)
+    await shares.sweep()
+    app[SHARES] = shares
     yield
 
 

@@ -13,6 +13,7 @@ from ..events import Broadcaster
 from ..ingest import Ingest
 from ..metrics import Metrics
 from ..queue import JobQueue
+from ..shares import ShareInbox
 from ..storage import Storage
 from ..tus import ResumableUploads
 from ..workers import WorkerPool
@@ -25,6 +26,7 @@ EVENTS = web.AppKey("events", Broadcaster)
 QUEUE = web.AppKey("queue", JobQueue)
 INGEST = web.AppKey("ingest", Ingest)
 RESUMABLE = web.AppKey("resumable", ResumableUploads)
+SHARES = web.AppKey("shares", ShareInbox)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)

@@ -67,6 +67,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
+    # Photo files are cached for good by URL; after logging out, this browser keeps none of them.
+    response.headers["Clear-Site-Data"] = '"cache"'
     raise response
 
 

@@ -33,6 +33,8 @@ FLASH_MESSAGES = {
     "album_created": "Album created. Add photos below.",
     "album_deleted": "The album and its photos were deleted.",
     "photo_deleted": "The photo was deleted.",
+    "shared": "Added {n} shared photo(s) to this album (any already in it were skipped).",
+    "shared_some": "Added {n} shared photo(s); the others could not be read as photos.",
     "retried": "Queued again: {n} failed part(s).",
     "retried_photo": "The photo is queued again.",
     "nothing_to_retry": "Nothing has failed, so there was nothing to retry.",
