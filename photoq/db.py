@@ -16,6 +16,7 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiosqlite
 
+from .gallery_order import Cursor, GalleryOrder
 from .models import (
     PRIORITY,
     Album,
@@ -53,6 +54,13 @@ JOB_COLUMNS = (
     "outputs"
 )
 UNFINISHED = "('pending', 'processing')"
+# Gallery orders: (sort key, direction). Date taken: the EXIF time as unix seconds (a time without offset read as
+# UTC), else the upload time.
+ORDER_KEYS = {
+    GalleryOrder.TAKEN: ("coalesce(unixepoch(p.taken_at), p.created_at)", "DESC"),
+    GalleryOrder.UPLOADED: ("p.id", "DESC"),
+    GalleryOrder.NAME: ("p.filename COLLATE NOCASE", "ASC"),
+}
 
 
 def schema_sql() -> str:
@@ -647,6 +655,40 @@ class Database:
             self._reader, "SELECT max(id) FROM photos WHERE album_id = ? AND id < ?", (album_id, photo_id)
         )
         return newer, older
+
+    # -- gallery order (gallery_order.py says what the orders mean) ---------------------------------------------
+
+    async def album_photos_in_order(
+        self, album_id: int, order: GalleryOrder, after: Cursor | None, limit: int, status: Status | None = None
+    ) -> list[tuple[Photo, float | int | str]]:
+        """A page of an album's photos in a gallery order, after a cursor; each with its sort key."""
+        key, direction = ORDER_KEYS[order]
+        cmp = "<" if direction == "DESC" else ">"
+        sql = PHOTO_SELECT.replace("SELECT p.*,", f"SELECT p.*, {key} AS sort_key,", 1) + " WHERE p.album_id = ?"
+        params: list = [album_id]
+        if status is not None:
+            sql += " AND p.processing_status = ?"
+            params.append(str(status))
+        if after is not None:
+            sql += f" AND ({key} {cmp} ? OR ({key} = ? AND p.id {cmp} ?))"
+            params += [after.key, after.key, after.id]
+        sql += f" ORDER BY {key} {direction}, p.id {direction} LIMIT ?"
+        params.append(limit)
+        return [(_photo(r), r["sort_key"]) for r in await self._read_all(sql, params)]
+
+    async def album_photo_ids_in_order(self, album_id: int, order: GalleryOrder) -> list[int]:
+        key, direction = ORDER_KEYS[order]
+        rows = await self._read_all(
+            f"SELECT p.id FROM photos p WHERE p.album_id = ? ORDER BY {key} {direction}, p.id {direction}", (album_id,)
+        )
+        return [r["id"] for r in rows]
+
+    async def photos_by_ids(self, photo_ids: Sequence[int]) -> dict[int, Photo]:
+        found: dict[int, Photo] = {}
+        for chunk in _chunks(list(dict.fromkeys(photo_ids))):
+            rows = await self._read_all(PHOTO_SELECT + f" WHERE p.id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((r["id"], _photo(r)) for r in rows)
+        return found
 
     async def output_versions(self, photo_ids: Sequence[int]) -> dict[int, dict[str, float]]:
         """photo id -> {output name: when it was written}, for file URLs that change when an output is rendered

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
+from ..gallery_order import DEFAULT_ORDER, Cursor, GalleryOrder, parse_order
 from ..models import Album, Photo, Status, clean_album_name, iso
 from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
@@ -183,15 +184,26 @@ async def upload_photos(request: web.Request) -> web.Response:
 # -- photos ----------------------------------------------------------------------------------------------------
 
 
+def order_param(request: web.Request) -> GalleryOrder | None:
+    raw = request.query.get("order")
+    order = parse_order(raw)
+    if raw and order is None:
+        raise BadRequest("order must be one of " + ", ".join(o.value for o in GalleryOrder) + ".", code="bad_order")
+    return order
+
+
 @routes.get("/api/albums/{id}/photos")
 async def list_photos(request: web.Request) -> web.Response:
     album = await existing_album(request)
     status = status_param(request)
-    after = optional_id_param(request, "after") or 0
     raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
     if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.", code="bad_limit")
     limit = int(raw_limit)
+    order = order_param(request)
+    if order is not None:
+        return await list_photos_in_order(request, album, order, status, limit)
+    after = optional_id_param(request, "after") or 0
     photos = await request.app[DB].list_photos(album.id, status, limit + 1, after)
     names = request.app[CONFIG].output_names
     page = photos[:limit]
@@ -199,6 +211,71 @@ async def list_photos(request: web.Request) -> web.Response:
         "photos": [photo_dict(p, names) for p in page],
         "next": str(page[-1].id) if len(photos) > limit else None,
     })
+
+
+async def list_photos_in_order(request: web.Request, album: Album, order: GalleryOrder, status: Status | None,
+                               limit: int) -> web.Response:
+    """`?order=`: the gallery's orders, paged with the opaque cursor that `next` gives."""
+    raw_after = request.query.get("after")
+    after = Cursor.decode(raw_after, order) if raw_after else None
+    if raw_after and after is None:
+        raise BadRequest("after must be the next cursor of an earlier page in the same order.", code="bad_cursor")
+    rows = await request.app[DB].album_photos_in_order(album.id, order, after, limit + 1, status)
+    names = request.app[CONFIG].output_names
+    page = rows[:limit]
+    return web.json_response({
+        "photos": [{**photo_dict(p, names), "sort_key": key} for p, key in page],
+        "next": Cursor(page[-1][1], page[-1][0].id).encode() if len(rows) > limit else None,
+        "order": str(order),
+    })
+
+
+@routes.get("/api/albums/{id}/photo-ids")
+async def list_photo_ids(request: web.Request) -> web.Response:
+    """Every photo id of an album in a gallery order (default: date taken): what the viewer steps through."""
+    album = await existing_album(request)
+    order = order_param(request) or DEFAULT_ORDER
+    ids = await request.app[DB].album_photo_ids_in_order(album.id, order)
+    return web.json_response({"album_id": album.id, "order": str(order), "ids": ids})
+
+
+@routes.get("/api/photos/{id}/display")
+async def display_versions(request: web.Request) -> web.Response:
+    """What the full-screen viewer needs of a photo: its ready display versions (real sizes, cacheable URLs), and
+    the original when a browser can show it (the top of the zoom)."""
+    photo = await existing_photo(request)
+    settings = request.app[CONFIG]
+    outputs = await request.app[DB].photo_outputs(photo.id)
+    versions = []
+    for output in settings.outputs_for("variant"):
+        ready = outputs.get(output.name)
+        if ready is not None:
+            versions.append({"name": output.name, "width": ready.width, "height": ready.height,
+                             "url": versioned_file_url(photo.id, output.name, ready.created_at)})
+    if not versions:  # nothing rendered yet: the largest thumbnail stands in
+        thumbs = sorted(settings.outputs_for("thumbnail"), key=lambda o: o.width)
+        ready = outputs.get(thumbs[-1].name) if thumbs else None
+        if ready is not None:
+            versions.append({"name": thumbs[-1].name, "width": ready.width, "height": ready.height,
+                             "url": versioned_file_url(photo.id, thumbs[-1].name, ready.created_at)})
+    versions.sort(key=lambda v: (v["width"] * v["height"], v["name"]))
+    original = None
+    if photo.content_type in BROWSER_IMAGE_TYPES:
+        original = {"width": photo.width, "height": photo.height, "url": versioned_file_url(photo.id, "original")}
+    return web.json_response({
+        "id": photo.id, "album_id": photo.album_id, "filename": photo.filename, "width": photo.width,
+        "height": photo.height, "taken_at": photo.taken_at, "versions": versions, "original": original,
+        "thumbhash": photo.thumbhash,
+    })
+
+
+def versioned_file_url(photo_id: int, variant: str, written_at: float | None = None) -> str:
+    url = f"/api/photos/{photo_id}/file?variant={variant}"
+    return url if written_at is None else f"{url}&v={round(written_at * 1000):x}"
+
+
+# Formats every browser can show as they are; a TIFF or HEIC original is never put in an <img>.
+BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
 
 
 @routes.get("/api/photos/{id}")
