@@ -15,6 +15,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..config import Settings
+from ..gallery_order import DEFAULT_ORDER, ORDER_LABELS, Cursor, GalleryOrder, day_of, parse_order
 from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
 from .api import MAX_SQLITE_INTEGER
 from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
@@ -305,20 +306,30 @@ async def album_page(request: web.Request) -> web.Response:
         return await not_found(request, "album")
     db = request.app[DB]
     settings = request.app[CONFIG]
-    before = parse_page_id(request.query.get("before"))
-    rows = await db.album_photos_newest_first(album.id, before, PAGE_SIZE + 1)
-    photos, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    order = chosen_order(request)
+    raw_after = request.query.get("after")
+    after = Cursor.decode(raw_after, order) if raw_after else None
+    rows = await db.album_photos_in_order(album.id, order, after, PAGE_SIZE + 1)
+    photos, more = [p for p, _ in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
+    keys = [k for _, k in rows[:PAGE_SIZE]]
     stats = await request.app[QUEUE].stats(album.id)
     failed = await db.list_photos(album.id, Status.FAILED, ERROR_REPORT_LIMIT, 0) if stats.failed else []
     block = settings.upload.block_while_processing
     thumbs = thumbnail_specs(settings)
     written = await db.output_versions([p.id for p in photos])
-    return await page(request, "album.html", {
+    tiles = [tile(p, thumbs, written.get(p.id, {})) for p in photos]
+    response = await page(request, "album.html", {
         "album": album,
         "stats": stats,
-        "tiles": [tile(p, thumbs, written.get(p.id, {})) for p in photos],
-        "older_url": f"/albums/{album.id}?before={photos[-1].id}" if more else None,
-        "first_page": before is None,
+        "tiles": tiles,
+        "days": timeline(order, photos, keys),
+        "order": str(order),
+        "orders": [{"value": str(o), "label": label, "url": f"/albums/{album.id}?order={o}"}
+                   for o, label in ORDER_LABELS.items()],
+        "older_url": f"/albums/{album.id}?order={order}&after={Cursor(keys[-1], photos[-1].id).encode()}"
+                     if more else None,
+        "newest_url": f"/albums/{album.id}?order={order}",
+        "first_page": after is None,
         "failed": failed,  # the error report lists their names and errors, no pictures
         "failed_more": max(0, stats.failed - len(failed)),
         "busy": block and await db.album_has_unfinished_jobs(album.id),
@@ -332,6 +343,38 @@ async def album_page(request: web.Request) -> web.Response:
         "created": utc_datetime(album.created_at),
         "nav": "albums",
     })
+    remember_order(request, response, order)
+    return response
+
+
+ORDER_COOKIE = "photoq_order"
+
+
+def chosen_order(request: web.Request) -> GalleryOrder:
+    """The gallery order: the one asked for, else the one this browser chose last, else date taken."""
+    return (parse_order(request.query.get("order")) or parse_order(request.cookies.get(ORDER_COOKIE))
+            or DEFAULT_ORDER)
+
+
+def remember_order(request: web.Request, response: web.StreamResponse, order: GalleryOrder) -> None:
+    if request.query.get("order") == str(order) and request.cookies.get(ORDER_COOKIE) != str(order):
+        response.set_cookie(ORDER_COOKIE, str(order), max_age=365 * 86400, httponly=True, samesite="Strict", path="/")
+
+
+def timeline(order: GalleryOrder, photos: list[Photo], keys: list) -> dict[int, dict]:
+    """photo id -> the day heading that goes before it: where a new day starts in a date order; none by name."""
+    if order is GalleryOrder.NAME:
+        return {}
+    headings: dict[int, dict] = {}
+    previous = None
+    for photo, key in zip(photos, keys):
+        stamp = key if order is GalleryOrder.TAKEN else photo.created_at
+        day = day_of(stamp)
+        if day != previous:
+            moment = datetime.fromisoformat(day)
+            headings[photo.id] = {"iso": day, "text": f"{moment:%A} {moment.day} {moment:%B %Y}"}
+            previous = day
+    return headings
 
 
 @routes.post("/albums/{id}/delete")
@@ -392,7 +435,11 @@ async def photo_page(request: web.Request) -> web.Response:
     album = await db.get_album(photo.album_id)
     outputs = await db.photo_outputs(photo.id)
     attempts = await db.photo_attempts(photo.id)
-    newer, older = await db.adjacent_photo_ids(photo.album_id, photo.id)
+    order = chosen_order(request)
+    sequence = await db.album_photo_ids_in_order(photo.album_id, order)
+    at = sequence.index(photo.id)
+    newer = sequence[at - 1] if at > 0 else None
+    older = sequence[at + 1] if at + 1 < len(sequence) else None
 
     # Every ready display variant at its real width, widest last; one per width (small photos are never
     # upscaled, so several variants can share a width).
@@ -447,6 +494,9 @@ async def photo_page(request: web.Request) -> web.Response:
         "history": history,
         "newer": newer,
         "older": older,
+        "order": str(order),
+        "position": at + 1,
+        "album_total": len(sequence),
         "original_url": file_url(photo.id, "original"),
         "nav": "albums",
     })
