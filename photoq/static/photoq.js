@@ -3,7 +3,7 @@
 //  - live pages: <body data-live="all|album"> subscribes to /api/events and re-renders [data-live-refresh]
 //    regions from a fresh copy of the page when something changes
 //  - "… left" estimates that count down between stats events (album and queue pages)
-//  - window.photoq: helpers for album.js and photo.js (CSRF header, JSON posts, event stream, formatting,
+//  - window.photoq: helpers for the page scripts (CSRF header, JSON posts, event stream, formatting,
 //    ThumbHash placeholders)
 (function () {
   'use strict';
@@ -182,7 +182,7 @@
 
   /** An EventSource on /api/events that tells `onResync` each time it (re)connects. */
   function events(albumId, handlers) {
-    const url = '/api/events' + (albumId ? '?album_id=' + encodeURIComponent(albumId) : '');
+    const url = window.photoq.urls.events(albumId);
     const source = new EventSource(url, { withCredentials: true });
     let freshConnection = true;
     source.addEventListener('open', () => { freshConnection = true; });
@@ -365,8 +365,23 @@
     });
   }
 
-  window.photoq = { csrf, api, events, announce, fetchPage, humanBytes, etaCountdown, localizeTimes,
-    thumbHashToDataURL, paintThumbHash };
+  /** A DOM element with attributes (`text` sets its text; null, undefined and false are left out) and children. */
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === 'text') node.textContent = value;
+      else node.setAttribute(key, value === true ? '' : value);
+    }
+    for (const child of children || []) if (child) node.append(child);
+    return node;
+  }
+
+  function plural(n, word) { return n + ' ' + word + (n === 1 ? '' : 's'); }
+
+  // urls.js (loaded first) has put window.photoq.urls in place.
+  window.photoq = Object.assign(window.photoq || {}, { csrf, api, events, announce, fetchPage, humanBytes,
+    etaCountdown, localizeTimes, thumbHashToDataURL, paintThumbHash, el, plural });
 
   function start() {
     localizeTimes(document);

@@ -1,6 +1,6 @@
 // photoq album page: large files go up as resumable uploads (the tus protocol, /api/uploads, through the vendored
 // tus-js-client in vendor/tus/), so a dropped connection resumes from the last byte the server has instead of
-// starting over. album.js asks `wanted(file)` and hands such files to `upload(entry, page)`.
+// starting over. album-uploader.js asks `wanted(file)` and hands such files to `upload(entry, page)`.
 (function () {
   'use strict';
 

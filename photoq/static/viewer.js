@@ -33,7 +33,8 @@
   window.photoq = window.photoq || {};
   window.photoq.viewerMath = { chooseVersion, maxZoom };
 
-  if (!window.HTMLDialogElement) return;
+  if (!window.HTMLDialogElement || !window.photoq.urls) return;
+  const urls = window.photoq.urls;
 
   // -- state ----------------------------------------------------------------------------------------------------
 
@@ -122,7 +123,7 @@
 
   function display(id) {
     if (!info.has(id)) {
-      const request = fetch('/api/photos/' + id + '/display', { credentials: 'same-origin' })
+      const request = fetch(urls.photoDisplayApi(id), { credentials: 'same-origin' })
         .then((r) => (r.ok ? r.json() : null)).catch(() => null);
       info.set(id, request);
       request.then((answer) => { if (!answer) info.delete(id); });
@@ -160,7 +161,7 @@
     ui.count.textContent = (index + 1) + ' of ' + ids.length;
     ui.prev.disabled = index === 0;
     ui.next.disabled = index === ids.length - 1;
-    ui.details.href = '/photos/' + id;
+    ui.details.href = urls.photoPage(id);
     dialog.dataset.photoId = String(id);
     const photo = await display(id);
     if (ids[index] !== id) return;  // stepped on meanwhile
@@ -383,9 +384,8 @@
     show(0);
     let sequence = options.ids;
     if (!sequence) {
-      const query = options.order ? '?order=' + encodeURIComponent(options.order) : '';
       try {
-        const response = await fetch('/api/albums/' + albumId + '/photo-ids' + query, { credentials: 'same-origin' });
+        const response = await fetch(urls.albumPhotoIdsApi(albumId, options.order), { credentials: 'same-origin' });
         sequence = response.ok ? (await response.json()).ids : null;
       } catch (e) {
         sequence = null;

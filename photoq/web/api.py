@@ -12,6 +12,8 @@ from ..gallery_order import DEFAULT_ORDER, Cursor, GalleryOrder, parse_order
 from ..models import Album, Photo, Status, clean_album_name, iso
 from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
+from . import urls
+from .photo_image import BROWSER_IMAGE_TYPES
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
 
 routes = web.RouteTableDef()
@@ -66,8 +68,7 @@ def album_dict(album: Album) -> dict:
 
 
 def photo_urls(photo: Photo, output_names) -> dict:
-    base = f"/api/photos/{photo.id}/file?variant="
-    return {"original": base + "original", **{name: base + name for name in output_names}}
+    return {name: urls.photo_file(photo.id, name) for name in ("original", *output_names)}
 
 
 def photo_dict(photo: Photo, output_names) -> dict:
@@ -251,31 +252,22 @@ async def display_versions(request: web.Request) -> web.Response:
         ready = outputs.get(output.name)
         if ready is not None:
             versions.append({"name": output.name, "width": ready.width, "height": ready.height,
-                             "url": versioned_file_url(photo.id, output.name, ready.created_at)})
+                             "url": urls.photo_file(photo.id, output.name, ready.created_at)})
     if not versions:  # nothing rendered yet: the largest thumbnail stands in
         thumbs = sorted(settings.outputs_for("thumbnail"), key=lambda o: o.width)
         ready = outputs.get(thumbs[-1].name) if thumbs else None
         if ready is not None:
             versions.append({"name": thumbs[-1].name, "width": ready.width, "height": ready.height,
-                             "url": versioned_file_url(photo.id, thumbs[-1].name, ready.created_at)})
+                             "url": urls.photo_file(photo.id, thumbs[-1].name, ready.created_at)})
     versions.sort(key=lambda v: (v["width"] * v["height"], v["name"]))
     original = None
     if photo.content_type in BROWSER_IMAGE_TYPES:
-        original = {"width": photo.width, "height": photo.height, "url": versioned_file_url(photo.id, "original")}
+        original = {"width": photo.width, "height": photo.height, "url": urls.photo_file(photo.id, "original")}
     return web.json_response({
         "id": photo.id, "album_id": photo.album_id, "filename": photo.filename, "width": photo.width,
         "height": photo.height, "taken_at": photo.taken_at, "versions": versions, "original": original,
         "thumbhash": photo.thumbhash,
     })
-
-
-def versioned_file_url(photo_id: int, variant: str, written_at: float | None = None) -> str:
-    url = f"/api/photos/{photo_id}/file?variant={variant}"
-    return url if written_at is None else f"{url}&v={round(written_at * 1000):x}"
-
-
-# Formats every browser can show as they are; a TIFF or HEIC original is never put in an <img>.
-BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
 
 
 @routes.get("/api/photos/{id}")

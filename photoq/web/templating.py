@@ -7,6 +7,7 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
+from . import urls
 from .keys import AUTH_KIND, CREDENTIALS
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
@@ -20,13 +21,15 @@ def templates_dir() -> Path:
 
 
 def make_environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.globals["urls"] = urls  # templates build album and photo URLs as the API and scripts do
+    return environment
 
 
 def render(request: web.Request, name: str, context: dict | None = None, status: int = 200) -> web.Response:

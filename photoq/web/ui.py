@@ -8,9 +8,7 @@ done by the middleware before any handler here runs.
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -18,7 +16,9 @@ from ..config import Settings
 from ..gallery_order import DEFAULT_ORDER, ORDER_LABELS, Cursor, GalleryOrder, day_of, parse_order
 from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
 from .api import MAX_SQLITE_INTEGER
+from . import urls
 from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
+from .photo_image import choose_photo_image
 from .session import safe_next
 from .templating import render
 
@@ -27,8 +27,6 @@ routes = web.RouteTableDef()
 PAGE_SIZE = 120
 ERROR_REPORT_LIMIT = 200
 FLASH_COOKIE = "photoq_flash"
-# Formats every browser can show as they are; a TIFF original is never put in an <img>.
-BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
 
 FLASH_MESSAGES = {
     "album_created": "Album created. Add photos below.",
@@ -143,13 +141,6 @@ def exposure_text(exif: dict) -> str | None:
     return " · ".join(parts) or None
 
 
-def file_url(photo_id: int, variant: str, written_at: float | None = None) -> str:
-    """The URL of a photo's file; with the time an output was written, a URL the browser may cache for good (it
-    changes when `photoq reprocess` renders the output again)."""
-    url = f"/api/photos/{photo_id}/file?variant={quote(variant, safe='')}"
-    return url if written_at is None else f"{url}&v={round(written_at * 1000):x}"
-
-
 def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, float]
                     ) -> list[tuple[str, int, float | None]]:
     """The thumbnails of a grid image's srcset: those already written (an output added to the configuration is
@@ -162,10 +153,10 @@ def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, float]
 def grid_image(photo_id: int, thumbs: list[tuple[str, int, float | None]]) -> tuple[str, str]:
     """(src, srcset) of a grid image: the middle thumbnail, and every thumbnail at its nominal width."""
     if not thumbs:
-        return file_url(photo_id, "original"), ""
+        return urls.photo_file(photo_id, "original"), ""
     name, _, written_at = thumbs[len(thumbs) // 2]
-    srcset = ", ".join(f"{file_url(photo_id, n, at)} {w}w" for n, w, at in thumbs)
-    return file_url(photo_id, name, written_at), srcset
+    srcset = ", ".join(f"{urls.photo_file(photo_id, n, at)} {w}w" for n, w, at in thumbs)
+    return urls.photo_file(photo_id, name, written_at), srcset
 
 
 def thumbnail_specs(settings: Settings) -> list[tuple[str, int]]:
@@ -296,7 +287,7 @@ async def create_album(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         return await render_index(request, str(exc), raw.strip(), status=400)
     album = await request.app[QUEUE].create_album(name)
-    raise redirect(f"/albums/{album.id}", "album_created")
+    raise redirect(urls.album_page(album.id), "album_created")
 
 
 @routes.get("/albums/{id}")
@@ -324,11 +315,11 @@ async def album_page(request: web.Request) -> web.Response:
         "tiles": tiles,
         "days": timeline(order, photos, keys),
         "order": str(order),
-        "orders": [{"value": str(o), "label": label, "url": f"/albums/{album.id}?order={o}"}
+        "orders": [{"value": str(o), "label": label, "url": urls.album_page_in_order(album.id, str(o))}
                    for o, label in ORDER_LABELS.items()],
-        "older_url": f"/albums/{album.id}?order={order}&after={Cursor(keys[-1], photos[-1].id).encode()}"
+        "older_url": urls.album_page_in_order(album.id, str(order), Cursor(keys[-1], photos[-1].id).encode())
                      if more else None,
-        "newest_url": f"/albums/{album.id}?order={order}",
+        "newest_url": urls.album_page_in_order(album.id, str(order)),
         "first_page": after is None,
         "failed": failed,  # the error report lists their names and errors, no pictures
         "failed_more": max(0, stats.failed - len(failed)),
@@ -405,7 +396,7 @@ async def retry_album(request: web.Request) -> web.StreamResponse:
     async for photo in failed_photos(request, album.id):
         if await queue.retry_photo(photo.id) is not None:
             retried += 1
-    raise redirect(f"/albums/{album.id}", f"retried:{retried}" if retried else "nothing_to_retry")
+    raise redirect(urls.album_page(album.id), f"retried:{retried}" if retried else "nothing_to_retry")
 
 
 @routes.post("/albums/{id}/clear-errors")
@@ -419,7 +410,7 @@ async def clear_album_errors(request: web.Request) -> web.StreamResponse:
     async for photo in failed_photos(request, album.id):
         if await queue.delete_photo(photo.id, storage.remove_photo_files):
             removed += 1
-    raise redirect(f"/albums/{album.id}", f"errors_cleared:{removed}")
+    raise redirect(urls.album_page(album.id), f"errors_cleared:{removed}")
 
 
 # -- photos ------------------------------------------------------------------------------------------------------
@@ -441,34 +432,7 @@ async def photo_page(request: web.Request) -> web.Response:
     newer = sequence[at - 1] if at > 0 else None
     older = sequence[at + 1] if at + 1 < len(sequence) else None
 
-    # Every ready display variant at its real width, widest last; one per width (small photos are never
-    # upscaled, so several variants can share a width).
-    by_width: dict[int, str] = {}
-    for output in sorted(settings.outputs_for("variant"), key=lambda o: o.width):
-        ready = outputs.get(output.name)
-        if ready is not None and ready.width not in by_width:
-            by_width[ready.width] = file_url(photo.id, output.name, ready.created_at)
-    display = sorted(by_width.items())
-    natural_width = None  # of a picture shown without srcset, whose own pixels then set its width on the page
-    if display:
-        src = display[0][1] if display[0][0] >= 1000 else display[-1][1]
-        srcset = ", ".join(f"{url} {width}w" for width, url in display)
-        showing = "display"
-    elif photo.content_type in BROWSER_IMAGE_TYPES:
-        src, srcset, showing, natural_width = file_url(photo.id, "original"), "", "original", photo.width
-    elif photo.thumbnail_status == Status.COMPLETE and (thumbs := thumbnail_specs(settings)):
-        largest = outputs.get(thumbs[-1][0])
-        src, srcset, showing = file_url(photo.id, thumbs[-1][0], largest and largest.created_at), "", "thumbnail"
-        natural_width = largest.width if largest else None
-    else:
-        src, srcset, showing = None, "", "none"
-    # The picture fits inside the viewport: as wide as the page allows, but no taller than ~80% of the screen.
-    aspect = photo.width / photo.height if photo.height else 1
-    sizes = f"min(100vw, 72rem, {math.ceil(80 * aspect)}vh)"
-    # The width it will have once loaded (its own width, or the one `sizes` gives it, then no taller than the
-    # stylesheet's 80vh), so that photo.js can give it that box while it loads.
-    loading_width = f"min({f'{natural_width}px, ' if natural_width else ''}100vw, 72rem, {80 * aspect:.4f}vh)"
-
+    image = choose_photo_image(photo, settings.outputs_for("variant"), settings.outputs_for("thumbnail"), outputs)
     exif = photo.exif
     history = [{
         "kind": a.kind, "attempt": a.attempt, "outcome": a.outcome or "running", "error": a.error,
@@ -479,11 +443,7 @@ async def photo_page(request: web.Request) -> web.Response:
     return await page(request, "photo.html", {
         "photo": photo,
         "album": album,
-        "src": src,
-        "srcset": srcset,
-        "sizes": sizes,
-        "loading_width": loading_width,
-        "showing": showing,
+        "image": image,
         "final": photo.processing_status in (Status.COMPLETE, Status.FAILED),
         "camera": camera_text(exif),
         "lens": (exif.get("lens_model") or "").strip() or None,
@@ -497,7 +457,7 @@ async def photo_page(request: web.Request) -> web.Response:
         "order": str(order),
         "position": at + 1,
         "album_total": len(sequence),
-        "original_url": file_url(photo.id, "original"),
+        "original_url": urls.photo_file(photo.id, "original"),
         "nav": "albums",
     })
 
@@ -507,7 +467,7 @@ async def retry_photo(request: web.Request) -> web.StreamResponse:
     photo = await photo_or_none(request)
     if photo is None:
         return await not_found(request, "photo")
-    target = safe_next(await form_field(request, "next") or f"/photos/{photo.id}")
+    target = safe_next(await form_field(request, "next") or urls.photo_page(photo.id))
     state = await request.app[QUEUE].retry_photo(photo.id)
     raise redirect(target, "retried_photo" if state is not None else "nothing_to_retry")
 
@@ -518,7 +478,7 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
     if photo is None:
         return await not_found(request, "photo")
     await request.app[QUEUE].delete_photo(photo.id, request.app[STORAGE].remove_photo_files)
-    raise redirect(f"/albums/{photo.album_id}", "photo_deleted")
+    raise redirect(urls.album_page(photo.album_id), "photo_deleted")
 
 
 # -- queue -------------------------------------------------------------------------------------------------------

@@ -113,7 +113,8 @@ async def test_upload_five_files_and_watch_each_placeholder_become_a_thumbnail(b
     await screenshot(page, "04-album-processed")
 
     # The photo page shows a display variant picked by srcset, with facts and the processing history.
-    await tiles.filter(has=page.get_by_alt_text("beach.jpg")).locator("a").click()
+    await tiles.filter(has=page.get_by_alt_text("beach.jpg")).locator("a").click()  # opens the viewer
+    await page.get_by_role("dialog", name="beach.jpg").get_by_role("link", name="Details").click()
     await expect(page.get_by_role("heading", level=1, name="beach.jpg")).to_be_visible()
     hero = page.locator("#photo-img")
     await hero.evaluate("img => img.decode()")
