@@ -683,6 +683,17 @@ class Database:
         )
         return [r["id"] for r in rows]
 
+    async def album_photos_with_sha256(self, album_id: int, hashes: Sequence[str]) -> dict[str, int]:
+        """sha256 -> photo id, for the given hashes the album has."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(hashes))):
+            rows = await self._read_all(
+                f"SELECT sha256, id FROM photos WHERE album_id = ? AND sha256 IN ({','.join('?' * len(chunk))})",
+                [album_id, *chunk],
+            )
+            found.update((r["sha256"], r["id"]) for r in rows)
+        return found
+
     async def photos_by_ids(self, photo_ids: Sequence[int]) -> dict[int, Photo]:
         found: dict[int, Photo] = {}
         for chunk in _chunks(list(dict.fromkeys(photo_ids))):

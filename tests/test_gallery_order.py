@@ -112,3 +112,26 @@ async def test_display_versions_list_real_sizes_and_the_original(client, album):
             assert "immutable" in r.headers["Cache-Control"]
     async with client.get("/api/photos/999999/display", headers=AUTH) as r:
         assert r.status == 404
+
+
+async def test_the_album_says_which_hashes_it_has_before_any_byte_is_sent(client, album):
+    import hashlib
+
+    data = jpeg_taken(None, seed=21)
+    [photo_id] = await upload(client, album, ("have.jpg", data))
+    have = hashlib.sha256(data).hexdigest()
+    other = hashlib.sha256(b"something else").hexdigest()
+    async with client.post(f"/api/albums/{album}/hashes", json={"sha256": [other, have.upper(), have]},
+                           headers=AUTH) as r:
+        assert r.status == 200
+        assert await r.json() == {"present": [have], "photo_ids": {have: photo_id}}
+    async with client.post("/api/albums", json={"name": "Other"}, headers=AUTH) as r:
+        other_album = (await r.json())["id"]
+    async with client.post(f"/api/albums/{other_album}/hashes", json={"sha256": [have]}, headers=AUTH) as r:
+        assert (await r.json())["present"] == []  # per album, as duplicates are
+    for body, code in [({"sha256": "abc"}, "bad_hashes"), ({"sha256": ["xyz"]}, "bad_hashes"),
+                       ({"sha256": [have] * 1001}, "too_many_hashes"), ({}, "bad_hashes")]:
+        async with client.post(f"/api/albums/{album}/hashes", json=body, headers=AUTH) as r:
+            assert r.status == 400 and (await r.json())["error"] == code
+    async with client.post("/api/albums/9999/hashes", json={"sha256": [have]}, headers=AUTH) as r:
+        assert r.status == 404

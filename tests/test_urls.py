@@ -27,6 +27,7 @@ CASES = [
     ("albumPhotoIdsApi", "album_photo_ids_api", [3], {}),
     ("albumPhotoIdsApi", "album_photo_ids_api", [3, "uploaded"], {}),
     ("albumDownloadApi", "album_download_api", [3], {}),
+    ("albumHashesApi", "album_hashes_api", [3], {}),
     ("photosDownloadApi", "photos_download_api", [], {}),
     ("photoDisplayApi", "photo_display_api", [9], {}),
     ("photoRetryApi", "photo_retry_api", [9], {}),

@@ -27,6 +27,7 @@
     albumPhotosApi: (albumId, params) => '/api/albums/' + albumId + '/photos' + query(params),
     albumPageInOrder: (albumId, order, after) => '/albums/' + albumId + query({ order, after: after || null }),
     albumPhotoIdsApi: (albumId, order) => '/api/albums/' + albumId + '/photo-ids' + query({ order: order || null }),
+    albumHashesApi: (albumId) => '/api/albums/' + albumId + '/hashes',
     albumDownloadApi: (albumId) => '/api/albums/' + albumId + '/download',
     photosDownloadApi: () => '/api/photos/download',
     photoDisplayApi: (photoId) => '/api/photos/' + photoId + '/display',

@@ -152,6 +152,25 @@ async def delete_album(request: web.Request) -> web.Response:
 
 # -- upload ----------------------------------------------------------------------------------------------------
 
+MAX_HASHES_PER_CHECK = 1000
+
+
+@routes.post("/api/albums/{id}/hashes")
+async def album_hashes(request: web.Request) -> web.Response:
+    """Which of these SHA-256 hashes the album has: the uploader asks before sending a file's bytes."""
+    album = await existing_album(request)
+    hashes = (await json_body(request)).get("sha256")
+    if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+        raise BadRequest("sha256 must be a list of hex SHA-256 hashes.", code="bad_hashes")
+    if len(hashes) > MAX_HASHES_PER_CHECK:
+        raise BadRequest(f"At most {MAX_HASHES_PER_CHECK} hashes per request.", code="too_many_hashes")
+    wanted = [h.lower() for h in hashes]
+    if not all(len(h) == 64 and all(c in "0123456789abcdef" for c in h) for h in wanted):
+        raise BadRequest("Each hash must be 64 hexadecimal digits (SHA-256).", code="bad_hashes")
+    found = await request.app[DB].album_photos_with_sha256(album.id, wanted)
+    present = [h for h in dict.fromkeys(wanted) if h in found]
+    return web.json_response({"present": present, "photo_ids": {h: found[h] for h in present}})
+
 
 BATCH_HEADER = "X-Photoq-Batch"
 

@@ -42,6 +42,10 @@ def album_photo_ids_api(album_id: int, order: str | None = None) -> str:
     return f"/api/albums/{album_id}/photo-ids" + (f"?{urlencode({'order': order})}" if order else "")
 
 
+def album_hashes_api(album_id: int) -> str:
+    return f"/api/albums/{album_id}/hashes"
+
+
 def album_download_api(album_id: int) -> str:
     return f"/api/albums/{album_id}/download"
 
