@@ -1,7 +1,7 @@
 """Build hook: a built wheel carries the top-level `templates/` and `schema.sql` inside the photoq package.
 
 The repository keeps them at its top level. photoq looks for them in the package first (`schema_sql()` in
-photoq/db.py, `templates_dir()` in photoq/web/templating.py) and falls back to the repository, which is what an
+photoq/db/migrations.py, `templates_dir()` in photoq/web/templating.py) and falls back to the repository, which is what an
 editable install (`make run`, `make test`) uses, so nothing is copied for one.
 """
 

@@ -4,6 +4,9 @@
 for its version: the file holds compiled wheels (Pillow, pillow-heif, aiohttp ...), which only load under the
 Python version and the machine type they were built for. When the target's version differs from the
 virtualenv's, pip is told to fetch wheels for the target's version instead (and then only wheels will do).
+
+Every dependency, transitive ones too, is pinned by deploy/constraints.txt (`make constraints` refreshes it), so a
+release built twice from one commit holds the same libraries.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+CONSTRAINTS = REPO / "deploy" / "constraints.txt"
 ASK_VERSION = "import sys; print(sys.implementation.name, sys.version_info[0], sys.version_info[1])"
 
 
@@ -56,7 +60,7 @@ def build(python: str, output: Path) -> None:
         partial = output.with_name(output.name + ".partial")
         subprocess.run([sys.executable, "-m", "shiv", "--console-script", "photoq", "--output-file", str(partial),
                         "--python", shebang(python), "--reproducible", "--compressed",
-                        str(wheel), *extra_pip_args], check=True)
+                        str(wheel), "--constraint", str(CONSTRAINTS), *extra_pip_args], check=True)
     # Renamed into place: a running photoq.pyz (or one being copied) never sees a half-written file.
     os.replace(partial, output)
     print(f"built {output} ({output.stat().st_size / 1e6:.1f} MB) for {python}")

@@ -17,13 +17,24 @@ from .events import Broadcaster
 from .ingest import Ingest
 from .metrics import Metrics
 from .queue import JobQueue
-from .storage import Storage
-from .tus import ResumableUploads
-from .web import api, metrics, session, sse
-from .web import downloads, pwa, tus, ui
-from .web.keys import CONFIG, CREDENTIALS, DB, EVENTS, INGEST, METRICS, QUEUE, SSE_RESPONSES, STORAGE, WORKERS
-from .web.keys import RESUMABLE, SHARES
+from .resumable import ResumableUploads
 from .shares import ShareInbox
+from .storage import Storage
+from .web import api, downloads, metrics, pwa, session, sse, tus, ui
+from .web.keys import (
+    CONFIG,
+    CREDENTIALS,
+    DB,
+    EVENTS,
+    INGEST,
+    METRICS,
+    QUEUE,
+    RESUMABLE,
+    SHARES,
+    SSE_RESPONSES,
+    STORAGE,
+    WORKERS,
+)
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
 from .web.proxy import proxy_headers_middleware
 from .web.templating import TEMPLATES, make_environment

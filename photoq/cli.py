@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "reprocess", help="queue the outputs that are missing or stale after the output settings changed",
         description="Queue only the outputs that are missing (added to the configuration, or their file is gone) or "
                     "stale (rendered with another size, format, quality, WebP method or AVIF speed than configured "
-                    "now), through the running server if there is one (restart it after changing the settings). Outputs recorded before photoq remembered their settings "
+                    "now), through the running server if there is one (restart it after changing the settings). "
+                    "Outputs recorded before photoq remembered their settings "
                     "count as stale only when their size or format differs; --all renders everything selected "
                     "again. Failed photos are left for retry-failed; outputs removed from the configuration are "
                     "left alone."))
@@ -193,7 +194,7 @@ async def _with_database(settings: Settings, action):
 
 
 async def doctor_command(settings: Settings, repair: bool) -> int:
-    from .doctor import Doctor
+    from .ops.doctor import Doctor
     from .storage import Storage
 
     async def action(db) -> int:
@@ -271,7 +272,7 @@ async def reprocess_command(settings: Settings, variants: list[str] | None, albu
                             everything: bool, dry_run: bool) -> int:
     """Through the running server when there is one (its workers start at once and live views update; it renders
     with the settings it was started with, so it refuses when they differ from ours), else in the database."""
-    from .reprocess import Reprocessor, UnknownVariant, check_variants, describe, settings_fingerprints
+    from .ops.reprocess import Reprocessor, UnknownVariant, check_variants, describe, settings_fingerprints
     from .storage import Storage
 
     try:
@@ -315,9 +316,9 @@ def _queue_outputs_in_database(db, max_attempts: int):
 
 async def import_command(settings: Settings, args: argparse.Namespace) -> int:
     """Through the running server when there is one (found as retry-failed finds it), else into the data directory."""
-    from .import_targets import StopImport, UsageError
-    from .importer import ImportOptions, run_import
     from .models import clean_album_name
+    from .ops.import_targets import StopImport, UsageError
+    from .ops.importer import ImportOptions, run_import
 
     try:
         name = clean_album_name(args.album) if args.album is not None else None
@@ -330,8 +331,9 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> int:
     options = ImportOptions(folder=args.folder, album_name=name, album_id=args.album_id, recursive=args.recursive,
                             recheck=args.recheck, quiet=args.quiet, verbose=args.verbose, batch_files=args.batch_files)
     server = None
-    if await _ask_running_server(settings, "GET", "/api/albums") is not None:
-        server = (base_url(settings), _admin_token(settings))
+    token = _admin_token(settings)  # without it, no server of ours would answer (_ask_running_server says None)
+    if token and await _ask_running_server(settings, "GET", "/api/albums") is not None:
+        server = (base_url(settings), token)
     try:
         return await run_import(settings, options, server)
     except UsageError as exc:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .memory_budget import default_budget_mb
 
@@ -159,10 +161,12 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
 
 # Settings that must be > 0 (others may be 0, e.g. min_free_bytes).
 POSITIVE = {
+    "server.port",
+    "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "upload.resumable_expire_hours",
-    "server.port", "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",
-    "queue.breaker_threshold", "processing.workers", "processing.max_tasks_per_child", "processing.job_timeout_seconds", "processing.quality",
+    "queue.breaker_threshold",
+    "processing.workers", "processing.max_tasks_per_child", "processing.job_timeout_seconds", "processing.quality",
     "ratelimit.capacity", "ratelimit.refill_per_second",
 }
 CHOICES = {
@@ -231,7 +235,9 @@ def _build_section(name: str, cls: type, given: dict[str, tuple[Any, str]]):
     for key, (value, where) in given.items():
         if key not in fields:
             raise ConfigError(f"unknown setting {where}")
-        kwargs[key] = _coerce(f"{name}.{key}", fields[key].type, value, where)
+        annotation = fields[key].type  # a string, as this module postpones its annotations
+        type_name = annotation if isinstance(annotation, str) else annotation.__name__
+        kwargs[key] = _coerce(f"{name}.{key}", type_name, value, where)
     return cls(**kwargs)
 
 
@@ -262,13 +268,13 @@ def _coerce(dotted: str, type_name: str, value: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise bad("a number")
         try:
-            number = float(value)
+            real = float(value)
         except (TypeError, ValueError):
             raise bad("a number") from None
-        if number != number or number in (float("inf"), float("-inf")):
+        if not math.isfinite(real):
             raise bad("a finite number")
-        _check_range(dotted, number, where, value)
-        return number
+        _check_range(dotted, real, where, value)
+        return real
     if type_name == "Path":
         if not isinstance(value, (str, Path)) or str(value) == "":
             raise bad("a directory path")
@@ -329,7 +335,8 @@ def _build_outputs(raw: Any, path: Path | None) -> tuple[Output, ...]:
         if not isinstance(name, str) or not name or name == "original" or not all(
             c.isalnum() or c in "-_" for c in name
         ):
-            raise ConfigError(f"{where}.name in {path}: expected letters, digits, '-' or '_' (and not 'original'), got {name!r}")
+            raise ConfigError(f"{where}.name in {path}: expected letters, digits, '-' or '_' (and not 'original'), "
+                              f"got {name!r}")
         kind = table.get("kind")
         if kind not in OUTPUT_KINDS:
             raise ConfigError(f"{where}.kind in {path}: expected one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")

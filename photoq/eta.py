@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 SAMPLES_PER_KIND = 20  # completed jobs per kind whose execution times give that kind's cost
 WINDOW_BUSY_SECONDS = 300.0  # how much recent busy time the pool's parallelism is measured over

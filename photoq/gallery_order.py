@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -60,4 +60,4 @@ class Cursor:
 
 def day_of(sort_key: float) -> str:
     """The calendar day a photo belongs to in the timeline (ISO date)."""
-    return datetime.fromtimestamp(sort_key, timezone.utc).date().isoformat()
+    return datetime.fromtimestamp(sort_key, UTC).date().isoformat()

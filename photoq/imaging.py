@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import BinaryIO
 
 from PIL import (
@@ -331,14 +331,15 @@ def _taken_at(original: str | None, offset: str | None) -> str | None:
     if not match:
         return None
     try:
-        local = datetime(*(int(part) for part in match.groups()))
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        local = datetime(year, month, day, hour, minute, second)
     except ValueError:  # e.g. the "0000:00:00 00:00:00" some cameras write
         return None
     zone = _parse_utc_offset(offset)
     if zone is None:
         return local.isoformat()
     try:
-        utc = local.replace(tzinfo=zone).astimezone(timezone.utc)
+        utc = local.replace(tzinfo=zone).astimezone(UTC)
     except OverflowError:
         return local.isoformat()
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -358,6 +359,7 @@ def _parse_utc_offset(offset: str | None) -> timezone | None:
 def _summarize_exif(exif: Image.Exif) -> tuple[dict, str | None]:
     """The JSON-serialisable subset of EXIF we store, and the capture time."""
     details = _exif_ifd(exif)
+    original = _as_text(_exif_get(details, ExifTag.DateTimeOriginal))
     candidates = {
         "make": _as_text(_exif_get(exif, ExifTag.Make)),
         "model": _as_text(_exif_get(exif, ExifTag.Model)),
@@ -367,11 +369,11 @@ def _summarize_exif(exif: Image.Exif) -> tuple[dict, str | None]:
         "f_number": _as_positive_float(_exif_get(details, ExifTag.FNumber)),
         "iso": _as_positive_int(_exif_get(details, ExifTag.ISOSpeedRatings)),
         "focal_length": _as_positive_float(_exif_get(details, ExifTag.FocalLength)),
-        "datetime_original": _as_text(_exif_get(details, ExifTag.DateTimeOriginal)),
+        "datetime_original": original,
     }
     summary = {key: value for key, value in candidates.items() if value is not None}
     offset = _as_text(_exif_get(details, ExifTag.OffsetTimeOriginal))
-    return summary, _taken_at(summary.get("datetime_original"), offset)
+    return summary, _taken_at(original, offset)
 
 
 # --------------------------------------------------------------------------- probe
@@ -510,7 +512,7 @@ def _exif_from_metadata(metadata: dict[str, bytes]) -> Image.Exif:
     # Run Pillow's own getexif() (EXIF plus the XMP orientation fallback) on a bare
     # image carrying just this metadata, so probe and render read the same values.
     carrier = Image.Image()
-    carrier.info = dict(metadata)
+    carrier.info.update(metadata)
     return _read_exif(carrier)
 
 
@@ -620,7 +622,7 @@ def render(
         with open(source, "rb") as fp:
             largest, plan, icc_profile = _decode_largest(fp, specs)
         created_dest_dir = _ensure_directory(dest_dir)
-        results: list[OutputResult | None] = [None] * len(specs)
+        results: dict[int, OutputResult] = {}  # by position in specs
         made = [largest]  # every size made so far, largest first
         for planned in plan:
             source_image = _cascade_source(made, planned.size)
@@ -639,7 +641,7 @@ def render(
             _fsync_directory(dest_dir)
             if created_dest_dir:
                 _fsync_directory(os.path.dirname(os.path.abspath(dest_dir)))
-        return results  # type: ignore[return-value]  # every slot is filled
+        return [results[index] for index in range(len(specs))]  # `plan` has every spec
     finally:
         for path in temp_paths:
             _remove_quietly(path)
@@ -687,7 +689,8 @@ def _decode_largest(
         largest_decoded = _displayed_size(plan[0].size, orientation)
         box = _draft_jpeg(im, largest_decoded)
         im.load()
-        im = _to_8bit_working_mode(im, icc_profile)
+        working = _to_8bit_working_mode(im, icc_profile)
+        del im  # the full-size decode, when the working copy is a new image
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -697,8 +700,8 @@ def _decode_largest(
             raise
         raise _corrupt(exc) from exc
 
-    largest = im.resize(largest_decoded, MAIN_RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
-    del im
+    largest = working.resize(largest_decoded, MAIN_RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+    del working
     if orientation in _ORIENTATION_TRANSPOSE:
         largest = largest.transpose(_ORIENTATION_TRANSPOSE[orientation])
     largest, embed_profile = _to_srgb(largest, icc_profile)
@@ -789,11 +792,13 @@ def _to_8bit_working_mode(im: Image.Image, icc_profile: bytes | None) -> Image.I
 
 def _scale_to_8bit(im: Image.Image) -> Image.Image:
     """Map high-bit-depth greyscale onto 0..255 instead of clipping at 255."""
+    low: float
+    high: float
     if im.mode in _SIXTEEN_BIT_MODES:
         low, high = 0, 65535
         im = im.convert("I")
     else:
-        low, high = im.getextrema()
+        low, high = _band_extrema(im)
         if im.mode == "F" and low >= 0 and high <= 1:
             low, high = 0, 1
         elif low >= 0 and high <= 255:
@@ -806,15 +811,25 @@ def _scale_to_8bit(im: Image.Image) -> Image.Image:
     return im.point(lambda value: value * scale - low * scale + 0.5).convert("L")
 
 
+def _band_extrema(im: Image.Image) -> tuple[float, float]:
+    """(lowest, highest) value of a single-band image."""
+    low, high = im.getextrema()
+    if isinstance(low, tuple) or isinstance(high, tuple):
+        raise ValueError(f"expected a single-band image, got mode {im.mode}")
+    return low, high
+
+
 def _cmyk_to_rgb(im: Image.Image, icc_profile: bytes | None) -> Image.Image:
     profile = _load_profile(icc_profile)
     if profile is not None and profile.profile.xcolor_space.strip() == "CMYK":
         try:
-            return ImageCms.profileToProfile(
+            converted = ImageCms.profileToProfile(
                 im, profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
             )
         except ImageCms.PyCMSError:
-            pass
+            converted = None
+        if converted is not None:  # None only when converting in place, which we do not ask for
+            return converted
     return im.convert("RGB")
 
 
@@ -847,9 +862,12 @@ def _to_srgb(im: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, b
             im.mode,
             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
         )
-        return ImageCms.applyTransform(im, transform), None
+        converted = ImageCms.applyTransform(im, transform)
     except ImageCms.PyCMSError:
         return im, icc_profile
+    if converted is None:  # only when converting in place, which we do not ask for
+        return im, icc_profile
+    return converted, None
 
 
 def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
@@ -984,13 +1002,13 @@ def rgba_to_thumbhash(w: int, h: int, rgba: bytes) -> bytes:
         # The DCT is separable: per row, the dot product with each horizontal cosine, then down the columns.
         fxs = [[math.cos(math.pi / w * cx * (x + 0.5)) for x in range(w)] for cx in range(nx)]
         rows = [channel[y * w:(y + 1) * w] for y in range(h)]
-        row_dots = [[sum(v * f for v, f in zip(row, fx)) for row in rows] for fx in fxs]
+        row_dots = [[sum(v * f for v, f in zip(row, fx, strict=True)) for row in rows] for fx in fxs]
         dc, ac, scale = 0.0, [], 0.0
         for cy in range(ny):
             fy = [math.cos(math.pi / h * cy * (y + 0.5)) for y in range(h)]
             cx = 0
             while cx * ny < nx * (ny - cy):
-                f = sum(d * c for d, c in zip(row_dots[cx], fy)) / n
+                f = sum(d * c for d, c in zip(row_dots[cx], fy, strict=True)) / n
                 if cx or cy:
                     ac.append(f)
                     scale = max(scale, abs(f))

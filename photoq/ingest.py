@@ -316,7 +316,7 @@ class Ingest:
             raise
 
         photo_id_of: dict[str, int] = {}
-        for (index, item), (photo_id, duplicate_of) in zip(unique.items(), results):
+        for (index, item), (photo_id, duplicate_of) in zip(unique.items(), results, strict=True):
             if photo_id is not None:
                 entries[index].update(status="pending", id=photo_id)
                 if self.queue.metrics is not None:

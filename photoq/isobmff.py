@@ -11,8 +11,9 @@ Pure and synchronous: the standard library only.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 # An iPhone's meta box is a few kilobytes (a 48 MP grid of 512 px tiles: under 20 KB); anything far larger is not
 # a photo's header.
@@ -30,31 +31,54 @@ class NoStillImage(HeaderError):
 
 
 @dataclass(frozen=True)
+class Crop:
+    """clap: the picture is cut to this size (rounded as libheif rounds)."""
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """irot: quarter turns anticlockwise (0-3)."""
+    quarter_turns: int
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """imir: the axis mirrored about (0 vertical, 1 horizontal)."""
+    axis: int
+
+
+Transform = Crop | Rotation | Mirror
+
+
+@dataclass(frozen=True)
 class PrimaryItem:
     item_type: bytes  # b"hvc1", b"av01", b"grid", ...
     size: tuple[int, int]  # ispe: the size the codec produces, before any transform
-    transforms: tuple[tuple[str, object], ...]  # ("clap", (w, h)), ("irot", angle), ("imir", axis), in order
+    transforms: tuple[Transform, ...]  # in the order the item's associations list them
     exif: bytes | None  # the TIFF-structured Exif data (possibly after b"Exif\0\0"), without the item's offset word
     input_pixels: int = 0  # of the images a derived image (a grid of tiles) is made of, which are decoded too
 
     def transformed_size(self) -> tuple[int, int]:
         """The size after every transform, as libheif hands out the decoded image."""
         width, height = self.size
-        for kind, value in self.transforms:
-            if kind == "clap":  # a crop: never larger than what it crops
-                width, height = min(width, value[0]), min(height, value[1])  # type: ignore[index]
-            elif kind == "irot" and value in (1, 3):
+        for transform in self.transforms:
+            if isinstance(transform, Crop):  # never larger than what it crops
+                width, height = min(width, transform.width), min(height, transform.height)
+            elif isinstance(transform, Rotation) and transform.quarter_turns in (1, 3):
                 width, height = height, width
         return width, height
 
     def rotation_and_mirror(self) -> tuple[int, int | None]:
         """(irot angle in quarter turns anticlockwise, imir axis or None)."""
-        angle, axis = 0, None
-        for kind, value in self.transforms:
-            if kind == "irot":
-                angle = value  # type: ignore[assignment]
-            elif kind == "imir":
-                axis = value  # type: ignore[assignment]
+        angle: int = 0
+        axis: int | None = None
+        for transform in self.transforms:
+            if isinstance(transform, Rotation):
+                angle = transform.quarter_turns
+            elif isinstance(transform, Mirror):
+                axis = transform.axis
         return angle, axis
 
 
@@ -154,7 +178,8 @@ def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]
     """(type, payload start, payload end) of the boxes in ``data[start:end]``."""
     position = start
     while position + 8 <= end:
-        size, box_type, header_size = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8], 8
+        size, header_size = int.from_bytes(data[position:position + 4], "big"), 8
+        box_type = data[position + 4:position + 8]
         if size == 1:
             if position + 16 > end:
                 raise HeaderError("a box header is cut off")
@@ -281,11 +306,11 @@ class _Meta:
             self._properties = (properties, associations)
         return self._properties
 
-    def properties_of(self, item_id: int) -> tuple[tuple[int, int], tuple[tuple[str, object], ...]]:
+    def properties_of(self, item_id: int) -> tuple[tuple[int, int], tuple[Transform, ...]]:
         """The ispe size and the transforms of ``item_id``, in the order its associations list them."""
         properties, associations = self._property_table()
         size = None
-        transforms: list[tuple[str, object]] = []
+        transforms: list[Transform] = []
         for index in associations.get(item_id, []):
             if index == 0:
                 continue
@@ -300,11 +325,11 @@ class _Meta:
                 width_n, width_d, height_n, height_d = (prop.uint(4) for _ in range(4))
                 if width_d == 0 or height_d == 0:
                     raise HeaderError("the clap box divides by zero")
-                transforms.append(("clap", (_round_half_up(width_n, width_d), _round_half_up(height_n, height_d))))
+                transforms.append(Crop(_round_half_up(width_n, width_d), _round_half_up(height_n, height_d)))
             elif box_type == b"irot":
-                transforms.append(("irot", prop.uint(1) & 3))
+                transforms.append(Rotation(prop.uint(1) & 3))
             elif box_type == b"imir":
-                transforms.append(("imir", prop.uint(1) & 1))
+                transforms.append(Mirror(prop.uint(1) & 1))
         if size is None:
             raise HeaderError(f"image item {item_id} has no size (no ispe property)")
         return size, tuple(transforms)

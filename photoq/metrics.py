@@ -5,7 +5,7 @@ Pure: the web handler in web/metrics.py sets the scrape-time gauges from the dat
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 

@@ -1,6 +1,6 @@
 """The queue's rules: claiming, leases, retries with backoff, the dead letter, pause, and the circuit breaker.
 
-All SQL is in db.py; this module decides what happens and publishes an event after each commit.
+All SQL is in the db package; this module decides what happens and publishes an event after each commit.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .config import QueueSettings
 from .db import Database

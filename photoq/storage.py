@@ -6,7 +6,7 @@
       originals/ab/cd/<sha256>.jpg   content-addressed originals
       variants/<nn>/<photo id>/      a photo's outputs (thumb-150.webp, ...)
       tmp/                           uploads being received; emptied at start-up
-      resumable/<id>/                resumable (tus) uploads: their bytes and state; see tus.py
+      resumable/<id>/                resumable (tus) uploads: their bytes and state; see resumable.py
 
 Nothing on disk is ever named by a client. Every write lands under a temporary name first and is renamed into place.
 """
@@ -19,8 +19,8 @@ import os
 import shutil
 import sqlite3
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from . import imaging
 

@@ -7,14 +7,15 @@ own worker's job: that job loses one attempt, the executor is rebuilt, and every
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Sequence
 
 from . import imaging
 from .config import Output, Settings
@@ -80,13 +81,13 @@ class ImageProcess:
     async def render(self, source: str, specs: list[imaging.OutputSpec], dest_dir: str,
                      placeholder: bool = False) -> list[imaging.OutputResult]:
         loop = asyncio.get_running_loop()
-        args = (imaging.render, source, specs, dest_dir, self._settings.storage.fsync, placeholder)
+        call = functools.partial(imaging.render, source, specs, dest_dir, self._settings.storage.fsync, placeholder)
         try:
-            future = loop.run_in_executor(self._ensure(), *args)
+            future = loop.run_in_executor(self._ensure(), call)
         except BrokenProcessPool:
             # The child died while idle (e.g. the OOM killer chose it): not this job's doing, so start a new one.
             self.discard(kill=True)
-            future = loop.run_in_executor(self._ensure(), *args)
+            future = loop.run_in_executor(self._ensure(), call)
         return await asyncio.wait_for(future, self._settings.processing.job_timeout_seconds)
 
     async def prewarm(self) -> None:
@@ -125,7 +126,8 @@ class WorkerPool:
         self.size = settings.processing.workers
         self._processes = [ImageProcess(settings) for _ in range(self.size)]
         self._specs = {kind: output_specs(settings.outputs_for(kind), settings) for kind in ("thumbnail", "variant")}
-        self._fingerprints = {spec.name: imaging.spec_fingerprint(spec) for specs in self._specs.values() for spec in specs}
+        self._fingerprints = {spec.name: imaging.spec_fingerprint(spec)
+                              for specs in self._specs.values() for spec in specs}
         self._tasks: list[asyncio.Task] = []
         self._running: dict[int, Job] = {}  # job id -> the leased job, for lease renewal
         self._job_tasks: set[asyncio.Task] = set()
@@ -162,7 +164,7 @@ class WorkerPool:
         job_tasks = list(self._job_tasks)
         if job_tasks:
             log.info("waiting up to %.0fs for %d running job(s) to finish", grace, len(job_tasks))
-            done, pending = await asyncio.wait(job_tasks, timeout=grace)
+            _, pending = await asyncio.wait(job_tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -208,11 +210,12 @@ class WorkerPool:
         Without a budget nothing waits: the plain claim, with no look ahead and no claim lock.
         """
         if self.memory.limit_bytes is None:
-            [claimed] = await self.queue.claim(1) or [None]
-            if claimed is None:
+            jobs = await self.queue.claim(1)
+            if not jobs:
                 return None, 0
-            return await self._admit(claimed, self._estimated_memory(
-                claimed.job.kind, claimed.width, claimed.height, claimed.format))
+            first = jobs[0]
+            return await self._admit(first, self._estimated_memory(
+                first.job.kind, first.width, first.height, first.format))
         async with self._claim_lock:
             waited = False
             while not self._stopping:
@@ -323,7 +326,7 @@ class WorkerPool:
             log.exception("job %d failed unexpectedly", job.id)
             return await self._fail(job, f"Unexpected error: {type(exc).__name__}: {exc}", system_fault=False)
         outputs = [OutputFile(r.name, r.width, r.height, r.size_bytes, r.placeholder, format=spec.format,
-                              spec=self._fingerprints[spec.name]) for r, spec in zip(results, specs)]
+                              spec=self._fingerprints[spec.name]) for r, spec in zip(results, specs, strict=True)]
         if await self.queue.complete(job, outputs) is None:
             # The photo was deleted (or the job reclaimed) while it ran: what we wrote belongs to nobody.
             if await self.queue.db.get_photo(job.photo_id) is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MAX_32 = 0xFFFFFFFF
 MAX_16 = 0xFFFF
@@ -186,4 +186,4 @@ def unique_names(names: list[str]) -> list[str]:
 
 
 def modified_time(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
+    return datetime.fromtimestamp(ts, UTC)

@@ -129,10 +129,9 @@ async def test_schema_is_versioned(tmp_path):
     db = Database(tmp_path / "photoq.db")
     await db.open()
     try:
-        version = await db._scalar(db._writer, "PRAGMA user_version")
-        assert version == SCHEMA_VERSION_BASE + len(MIGRATIONS)
-        assert await db._scalar(db._writer, "PRAGMA journal_mode") == "wal"
-        assert await db._scalar(db._writer, "PRAGMA foreign_keys") == 1
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        assert await db.writer.run(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+        assert await db.writer.run(lambda conn: conn.execute("PRAGMA foreign_keys").fetchone()[0]) == 1
     finally:
         await db.close()
     # Opening again applies nothing twice.

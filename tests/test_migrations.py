@@ -46,7 +46,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db._scalar(db._writer, "PRAGMA user_version") == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 3
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 3
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -73,7 +73,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db._scalar(db._writer, "PRAGMA user_version") == 3
+        assert await db.schema_version() == 3
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.

@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from packaging.utils import canonicalize_name
 from PIL import Image
 
 from photoq.config import DEFAULT_OUTPUTS
 
 from .support import AUTH, TEST_TOKEN, free_port, jpeg, multipart, stop_process_group, wait_for_photos
+from .test_constraints import pinned
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "deploy" / "photoq.service"
@@ -33,6 +36,8 @@ PACKAGE_DATA = sorted(
     + [p for p in (REPO / "templates").rglob("*") if p.is_file()]
     + [REPO / "schema.sql"]
 )
+# Every module of every photoq package (a subpackage left out of the build would only fail when first imported).
+PACKAGE_MODULES = sorted(p for p in (REPO / "photoq").rglob("*.py") if "static" not in p.parts)
 
 
 def is_virtualenv_bin(directory: str) -> bool:
@@ -167,14 +172,19 @@ async def upload_and_process_one_photo(server: PyzServer) -> int:
     return photo_id
 
 
-def test_pyz_carries_the_templates_schema_and_static_files(pyz):
+def test_pyz_carries_every_module_the_templates_schema_and_static_files(pyz):
     with zipfile.ZipFile(pyz) as archive:
         names = set(archive.namelist())
         packaged = {p: f"site-packages/photoq/{p.relative_to(REPO).as_posix().removeprefix('photoq/')}"
-                    for p in PACKAGE_DATA}
+                    for p in PACKAGE_DATA + PACKAGE_MODULES}
         missing = [name for name in packaged.values() if name not in names]
         assert not missing, f"not in photoq.pyz: {missing}"
         assert archive.read(packaged[REPO / "schema.sql"]) == (REPO / "schema.sql").read_bytes()
+    # The libraries inside are exactly deploy/constraints.txt's, at its versions.
+    carried = {canonicalize_name(found[1]): found[2] for name in names
+               if (found := re.fullmatch(r"site-packages/([^/]+)-([^-/]+)\.dist-info/METADATA", name))}
+    del carried["photoq"]
+    assert carried == pinned()
     assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
 
 

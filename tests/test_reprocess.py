@@ -15,9 +15,9 @@ from PIL import Image
 
 from photoq import imaging
 from photoq.config import Output
-from photoq.doctor import Doctor
+from photoq.ops.doctor import Doctor
 from photoq.models import JobKind, OutputFile
-from photoq.reprocess import settings_fingerprints
+from photoq.ops.reprocess import settings_fingerprints
 from photoq.web.keys import CONFIG, CREDENTIALS, DB, QUEUE, STORAGE
 
 from .support import AUTH, TEST_TOKEN, ServerProcess, SseReader, jpeg, multipart, wait_for_photos

@@ -15,7 +15,7 @@ import pytest
 from tusclient import client as tus_client
 from tusclient.exceptions import TusUploadFailed
 
-from photoq.tus import CHECKPOINT_BYTES, WRITE_BYTES
+from photoq.resumable import CHECKPOINT_BYTES, WRITE_BYTES
 from photoq.web.keys import CONFIG, RESUMABLE, STORAGE
 
 from . import hostile as h

@@ -10,11 +10,11 @@ from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
 from ..gallery_order import DEFAULT_ORDER, Cursor, GalleryOrder, parse_order
 from ..models import Album, Photo, Status, clean_album_name, iso
-from ..reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
+from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from ..storage import Storage
 from . import urls
-from .photo_image import BROWSER_IMAGE_TYPES
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
+from .photo_image import BROWSER_IMAGE_TYPES
 
 routes = web.RouteTableDef()
 
@@ -266,7 +266,7 @@ async def display_versions(request: web.Request) -> web.Response:
     photo = await existing_photo(request)
     settings = request.app[CONFIG]
     outputs = await request.app[DB].photo_outputs(photo.id)
-    versions = []
+    versions: list[dict] = []
     for output in settings.outputs_for("variant"):
         ready = outputs.get(output.name)
         if ready is not None:
@@ -366,6 +366,8 @@ async def retry_photo(request: web.Request) -> web.Response:
     if await request.app[QUEUE].retry_photo(photo.id) is None:
         raise Conflict("Nothing of this photo has failed, so there is nothing to retry.", code="nothing_to_retry")
     refreshed = await request.app[DB].get_photo(photo.id)
+    if refreshed is None:  # deleted in the meantime
+        raise NotFound("There is no photo with that id.")
     return web.json_response(photo_dict(refreshed, request.app[CONFIG].output_names), status=202)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import aiofiles
@@ -35,7 +35,7 @@ def taken_or_uploaded(photo: Photo) -> datetime:
     if photo.taken_at:
         try:
             moment = datetime.fromisoformat(photo.taken_at)
-            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         except ValueError:
             pass
     return modified_time(photo.created_at)
@@ -60,12 +60,13 @@ async def stream_zip(request: web.Request, photos: list[Photo], name: str) -> we
         return found
 
     on_disk = await asyncio.to_thread(sizes)
-    present = [(photo, path, size) for photo, path, size in zip(photos, paths, on_disk) if size is not None]
+    present = [(photo, path, size)
+               for photo, path, size in zip(photos, paths, on_disk, strict=True) if size is not None]
     if len(present) < len(photos):
         log.warning("download: %d original(s) missing from storage, left out", len(photos) - len(present))
     names = unique_names([photo.filename for photo, _, _ in present])
     entries = [ZipEntry(entry_name, size, taken_or_uploaded(photo))
-               for entry_name, (photo, _, size) in zip(names, present)]
+               for entry_name, (photo, _, size) in zip(names, present, strict=True)]
     plan = ZipPlan(entries)
 
     response = web.StreamResponse(headers={
@@ -76,7 +77,7 @@ async def stream_zip(request: web.Request, photos: list[Photo], name: str) -> we
     })
     response.content_length = plan.total_size
     await response.prepare(request)
-    for entry, (_, path, _) in zip(entries, present):
+    for entry, (_, path, _) in zip(entries, present, strict=True):
         await response.write(entry.local_header())
         async with aiofiles.open(path, "rb") as source:
             remaining = entry.size
@@ -132,12 +133,11 @@ async def download_photos(request: web.Request) -> web.StreamResponse:
     else:
         ids = parse_photo_ids((await json_body(request)).get("photo_ids"))
     db = request.app[DB]
-    photos = []
-    for photo_id in ids:
-        photo = await db.get_photo(photo_id) if 0 < photo_id <= MAX_SQLITE_INTEGER else None
-        if photo is None:
-            raise NotFound(f"There is no photo with id {photo_id}.", code="not_found")
-        photos.append(photo)
+    found = await db.photos_by_ids([i for i in ids if 0 < i <= MAX_SQLITE_INTEGER])
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"There is no photo with id {missing[0]}.", code="not_found")
+    photos = [found[i] for i in ids]
     albums = {p.album_id for p in photos}
     album = await db.get_album(albums.pop()) if len(albums) == 1 else None
     name = f"{album.name} ({len(photos)} photos)" if album else f"photoq ({len(photos)} photos)"

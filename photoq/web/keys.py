@@ -13,9 +13,9 @@ from ..events import Broadcaster
 from ..ingest import Ingest
 from ..metrics import Metrics
 from ..queue import JobQueue
+from ..resumable import ResumableUploads
 from ..shares import ShareInbox
 from ..storage import Storage
-from ..tus import ResumableUploads
 from ..workers import WorkerPool
 
 CONFIG = web.AppKey("config", Settings)

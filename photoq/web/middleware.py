@@ -154,7 +154,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    if is_public(request.path) or request.path == METRICS_PATH and request.app[CONFIG].metrics.public:
+    if is_public(request.path) or (request.path == METRICS_PATH and request.app[CONFIG].metrics.public):
         return await handler(request)
     credentials = request.app[CREDENTIALS]
     if credentials.token_matches(bearer_token(request)):
@@ -185,8 +185,9 @@ async def check_csrf(request: web.Request) -> None:
     credentials = request.app[CREDENTIALS]
     candidate = request.headers.get(CSRF_HEADER)
     if candidate is None and request.content_type == "application/x-www-form-urlencoded":
-        candidate = (await request.post()).get(CSRF_FIELD)
-    if not credentials.csrf_matches(candidate if isinstance(candidate, str) else None):
+        field = (await request.post()).get(CSRF_FIELD)
+        candidate = field if isinstance(field, str) else None
+    if not credentials.csrf_matches(candidate):
         raise_csrf(request)
 
 

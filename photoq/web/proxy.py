@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -71,12 +72,18 @@ def forwarded_scheme(values: list[str], hop: int | None, chain_length: int) -> s
     return value if value in SCHEMES else None
 
 
-def forwarded_changes(request: web.BaseRequest, trusted: Sequence[Network]) -> dict[str, str]:
+class ForwardedChanges(TypedDict, total=False):
+    """The arguments for request.clone() that a trusted proxy's headers give."""
+    remote: str
+    scheme: str
+
+
+def forwarded_changes(request: web.BaseRequest, trusted: Sequence[Network]) -> ForwardedChanges:
     """What the proxy says about the client, as arguments for request.clone(); empty for an untrusted peer."""
+    changes: ForwardedChanges = {}
     peer = parse_address(request.remote)
     if peer is None or not is_trusted(peer, trusted):
-        return {}
-    changes = {}
+        return changes
     chain = header_list(request, "X-Forwarded-For")
     found = client_hop(chain, trusted) if chain else None
     if found is not None:

@@ -54,7 +54,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    target = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
+    next_field = form.get("next")
+    target = safe_next(next_field if isinstance(next_field, str) else None)
     token = form.get("token")
     if isinstance(token, str) and request.app[CREDENTIALS].token_matches(token.strip()):
         response = web.HTTPSeeOther(target)

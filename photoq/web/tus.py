@@ -1,5 +1,5 @@
 """Resumable uploads over the tus 1.0 protocol under /api/uploads: core, creation, termination, expiration and
-checksum. A finished upload takes a multipart part's road (limits, sniffing, dedup, photo + jobs); photoq/tus.py
+checksum. A finished upload takes a multipart part's road (limits, sniffing, dedup, photo + jobs); photoq/resumable.py
 keeps the uploads' state.
 
 The album is chosen at creation by the Upload-Metadata `album_id`; `filename` names the photo. The last PATCH
@@ -15,8 +15,8 @@ import binascii
 import contextlib
 import functools
 import logging
+from collections.abc import AsyncIterator
 from email.utils import formatdate
-from typing import AsyncIterator
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -32,8 +32,8 @@ from ..errors import (
     UnsupportedMedia,
 )
 from ..ingest import NOT_AN_IMAGE, display_filename
+from ..resumable import CHECKSUM_ALGORITHMS, ResumableUpload, Session, TakenOver
 from ..storage import out_of_disk
-from ..tus import CHECKSUM_ALGORITHMS, ResumableUpload, Session, TakenOver
 from .api import parse_id, upload_batch
 from .keys import CONFIG, INGEST, RESUMABLE
 
@@ -186,13 +186,14 @@ async def body_chunks(content) -> AsyncIterator[bytes]:
         yield data
 
 
-async def finish_upload(uploads, upload: ResumableUpload, ingest) -> None:
-    """Turn a complete upload into a photo (or a refusal), as a multipart part would be."""
+async def finish_upload(uploads, upload: ResumableUpload, ingest) -> dict:
+    """Turn a complete upload into a photo (or a refusal), as a multipart part would be; its response entry."""
     if not await uploads.has_bytes(upload):
         await uploads.remove(upload.id)
         raise NotFound("The bytes of this upload are gone (the server stopped while finishing it); "
                        "upload the file again.")
-    await uploads.finish(upload, ingest)
+    _, entry = await uploads.finish(upload, ingest)
+    return entry
 
 
 def finished_headers(upload: ResumableUpload) -> dict:
@@ -307,8 +308,8 @@ async def append_bytes(request: web.Request) -> web.Response:
                                                       "error": "unsupported_media_type", "message": NOT_AN_IMAGE})
             raise refusal(upload)
         if upload.complete:
-            await finish_upload(uploads, upload, ingest)
-            if upload.result["status"] == "rejected":
+            entry = await finish_upload(uploads, upload, ingest)
+            if entry["status"] == "rejected":
                 raise refusal(upload)
             return web.Response(status=204, headers=finished_headers(upload))
     return web.Response(status=204, headers={"Upload-Offset": str(upload.offset),

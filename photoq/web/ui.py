@@ -15,8 +15,8 @@ from aiohttp import web
 from ..config import Settings
 from ..gallery_order import DEFAULT_ORDER, ORDER_LABELS, Cursor, GalleryOrder, day_of, parse_order
 from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
-from .api import MAX_SQLITE_INTEGER
 from . import urls
+from .api import MAX_SQLITE_INTEGER
 from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
 from .photo_image import choose_photo_image
 from .session import safe_next
@@ -64,10 +64,11 @@ def human_bytes(size: int | None) -> str:
         return ""
     if size < 1024:
         return f"{size} B"
+    scaled = float(size)
     for unit in ("KB", "MB", "GB", "TB"):
-        size /= 1024
-        if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}" if size < 100 else f"{size:.0f} {unit}"
+        scaled /= 1024
+        if scaled < 1024 or unit == "TB":
+            return f"{scaled:.1f} {unit}" if scaled < 100 else f"{scaled:.0f} {unit}"
     return ""  # unreachable
 
 
@@ -146,7 +147,8 @@ def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, float]
     """The thumbnails of a grid image's srcset: those already written (an output added to the configuration is
     served as the whole original until it is rendered, so it is left out meanwhile), or all, unversioned, when none
     is written yet."""
-    ready = [(name, width, written[name]) for name, width in thumbs if name in written]
+    ready: list[tuple[str, int, float | None]] = [(name, width, written[name]) for name, width in thumbs
+                                                  if name in written]
     return ready or [(name, width, None) for name, width in thumbs]
 
 
@@ -358,7 +360,7 @@ def timeline(order: GalleryOrder, photos: list[Photo], keys: list) -> dict[int, 
         return {}
     headings: dict[int, dict] = {}
     previous = None
-    for photo, key in zip(photos, keys):
+    for photo, key in zip(photos, keys, strict=True):
         stamp = key if order is GalleryOrder.TAKEN else photo.created_at
         day = day_of(stamp)
         if day != previous:

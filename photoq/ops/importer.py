@@ -12,17 +12,18 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from . import imaging
-from .config import Settings
-from .db import Database
+from .. import imaging
+from ..config import Settings
+from ..db import Database
+from ..storage import Storage
 from .import_journal import Journal, journal_path
 from .import_progress import Counts, Progress, human_bytes, human_seconds
 from .import_targets import Candidate, DirectTarget, Outcome, ServerTarget, StopImport, UsageError
-from .storage import Storage
 
 BATCH_FILES = 16
 BATCH_BYTES = 64 * 1024 * 1024
@@ -43,8 +44,9 @@ class ImportOptions:
 # -- finding the files ----------------------------------------------------------------------------------------------
 
 
-def find_files(root: Path, recursive: bool, skip_dirs: set[str], counts: Counts, say) -> list[Candidate]:
-    """Every regular file under `root`, sorted by path. Nothing behind a symlink is visited."""
+def find_files(root: Path, recursive: bool, skip_dirs: Iterable[Path], counts: Counts, say) -> list[Candidate]:
+    """Every regular file under `root`, sorted by path, outside `skip_dirs`. Nothing behind a symlink is visited."""
+    skip = {os.path.realpath(d) for d in skip_dirs}
     found: list[Candidate] = []
     folders = [(root, "")]
     while folders:
@@ -67,7 +69,7 @@ def find_files(root: Path, recursive: bool, skip_dirs: set[str], counts: Counts,
                     counts.other += 1
                     say(f"skipped (symlink): {relpath}")
                 elif entry.is_dir(follow_symlinks=False):
-                    if os.path.realpath(entry.path) in skip_dirs:
+                    if os.path.realpath(entry.path) in skip:
                         counts.other += 1
                         say(f"skipped (photoq's data directory): {relpath}")
                     elif recursive:
@@ -192,8 +194,7 @@ class Importer:
             if album_id is not None:
                 self.album_label = self._label(album_id, created=False)
                 self._open_journal(album_id)
-            skip_dirs = {os.path.realpath(self.data_dir)}
-            candidates = await asyncio.to_thread(find_files, options.folder, options.recursive, skip_dirs,
+            candidates = await asyncio.to_thread(find_files, options.folder, options.recursive, [self.data_dir],
                                                  self.counts, self.say)
             todo = await asyncio.to_thread(plan, candidates, self.journal, self.counts, self.say)
             self.counts.total_files = len(todo)
@@ -251,7 +252,7 @@ class Importer:
     def _count(self, batch: list[Candidate], outcomes: list[Outcome]) -> None:
         c = self.counts
         done = []
-        for candidate, outcome in zip(batch, outcomes):
+        for candidate, outcome in zip(batch, outcomes, strict=True):
             c.files_done += 1
             c.bytes_done += candidate.size
             if outcome.status in ("imported", "duplicate"):
@@ -260,7 +261,8 @@ class Importer:
                 else:
                     c.duplicate += 1
                     self.say(f"duplicate (already in the album): {candidate.relpath}")
-                done.append((candidate.relpath, candidate.size, candidate.mtime_ns, outcome.sha256))
+                if outcome.sha256 is not None:  # known for every file that was read, so always here
+                    done.append((candidate.relpath, candidate.size, candidate.mtime_ns, outcome.sha256))
             elif outcome.status == "rejected":
                 c.rejected += 1
                 self.say(f"rejected: {candidate.relpath}: {outcome.message} ({outcome.code})", problem=True)

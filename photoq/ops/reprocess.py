@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
 
-from . import imaging
-from .config import Settings
-from .db import Database
+from .. import imaging
+from ..config import Settings
+from ..db import Database
+from ..models import JobKind, Status
+from ..storage import Storage
+from ..workers import output_specs
 from .doctor import PHOTO_PAGE
-from .models import JobKind, Status
-from .storage import Storage
-from .workers import output_specs
 
 # (photo id, kind, output names), dry run -> the outcome of each part: (queued|already|failed|gone, names added)
 Submit = Callable[[Sequence[tuple[int, JobKind, Sequence[str]]], bool], Awaitable[list[tuple[str, list[str]]]]]
@@ -128,7 +128,7 @@ class Reprocessor:
     @staticmethod
     def _count(result: ReprocessResult, parts, outcomes) -> None:
         queued_photos, failed_photos = set(), set()
-        for (photo_id, _kind, names), (outcome, added) in zip(parts, outcomes):
+        for (photo_id, _kind, names), (outcome, added) in zip(parts, outcomes, strict=True):
             if outcome == "queued":
                 result.queued.update(added)
                 result.already_queued += len(names) - len(added)

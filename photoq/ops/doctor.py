@@ -17,11 +17,11 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from . import imaging
-from .config import Settings
-from .db import Database
-from .models import JobKind, Status
-from .storage import PARTIAL_OUTPUT_SUFFIX, Storage
+from .. import imaging
+from ..config import Settings
+from ..db import Database
+from ..models import JobKind, Status
+from ..storage import PARTIAL_OUTPUT_SUFFIX, Storage
 
 TEMP_MIN_AGE_SECONDS = 3600.0
 PHOTO_PAGE = 500
@@ -161,7 +161,7 @@ class Doctor:
         subfolders = []
         with os.scandir(folder) as entries:
             for entry in entries:
-                relpath = os.path.relpath(entry.path, self.storage.root)
+                relpath = self._relpath(entry.path)
                 if entry.is_dir(follow_symlinks=False):
                     if depth < 2:
                         subfolders.append(entry.path)
@@ -195,6 +195,10 @@ class Doctor:
                                 fixed=relpath in removed if self.report.repair else None,
                                 action="removed" if relpath in removed else "kept: referenced meanwhile")
 
+    def _relpath(self, path: str) -> str:
+        """A path found on disk as the database and the report name it: relative to the data directory."""
+        return os.path.relpath(path, self.storage.root)
+
     async def _remove_relpaths(self, relpaths: list[str]) -> None:
         def remove() -> None:
             for relpath in relpaths:
@@ -221,7 +225,7 @@ class Doctor:
                 if bucket.is_dir(follow_symlinks=False) and len(bucket.name) == 2:
                     bucket_paths.append(bucket.path)  # at most 256
                 else:
-                    await self._orphan_variants([(os.path.relpath(bucket.path, self.storage.root), None)])
+                    await self._orphan_variants([(self._relpath(bucket.path), None)])
         for bucket_path in bucket_paths:
             await self._check_bucket(bucket_path)
 
@@ -230,7 +234,7 @@ class Doctor:
         candidates: list[tuple[str, int | None]] = []
         with os.scandir(bucket_path) as entries:
             for entry in entries:
-                relpath = os.path.relpath(entry.path, self.storage.root)
+                relpath = self._relpath(entry.path)
                 photo_id = int(entry.name) if entry.name.isdigit() and entry.is_dir(follow_symlinks=False) else None
                 if photo_id is not None and f"{photo_id % 256:02x}" != bucket:
                     photo_id = None
@@ -286,7 +290,7 @@ class Doctor:
     async def _stale_temp(self, paths: list[str]) -> None:
         if not paths:
             return
-        relpaths = [os.path.relpath(p, self.storage.root) for p in paths]
+        relpaths = [self._relpath(p) for p in paths]
         if self.report.repair:
             await self._remove_relpaths(relpaths)
         for relpath in relpaths:

@@ -23,9 +23,10 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import aiofiles
 
@@ -197,6 +198,7 @@ class ResumableUploads:
         running = session.sha256 if session.sha256 is not None and session.hashed == start else None
         rollback_hash = running.copy() if running is not None and checksum else None
         digest = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
+        expected_digest = checksum[1] if checksum else None
         written = durable = start
         pending = bytearray()
 
@@ -226,7 +228,7 @@ class ResumableUploads:
                     durable = written
                     check_disk(0)
             await write_pending()
-            if digest is not None and digest.digest() != checksum[1]:
+            if digest is not None and digest.digest() != expected_digest:
                 raise ChecksumMismatch()
             await self._checkpoint(out, upload, written)
             durable = written

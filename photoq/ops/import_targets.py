@@ -11,17 +11,18 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 
-from .config import Settings
-from .db import Database
-from .errors import InsufficientStorage, NotFound
-from .events import Broadcaster
+from ..config import Settings
+from ..db import Database
+from ..errors import InsufficientStorage, NotFound
+from ..events import Broadcaster
+from ..ingest import Ingest, display_filename
+from ..queue import JobQueue
+from ..storage import Storage, out_of_disk
 from .import_progress import Counts, Progress
-from .ingest import Ingest, display_filename
-from .queue import JobQueue
-from .storage import Storage, out_of_disk
 
 CHUNK_BYTES = 1024 * 1024
 CONNECTION_RETRIES = 5  # consecutive failed requests before the import stops
@@ -109,7 +110,7 @@ class ServerTarget:
     async def _request_json(self, method: str, path: str, expected: int, body: dict | None = None) -> dict:
         try:
             return await self._request_json_once(method, path, expected, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise StopImport(f"the server at {self.url} did not answer {method} {path} ({exc})") from None
 
     async def _request_json_once(self, method: str, path: str, expected: int, body: dict | None) -> dict:
@@ -130,10 +131,10 @@ class ServerTarget:
         todo = list(batch)
         failures = 0
         while todo:
-            files: dict[str, object] = {}
+            files: dict[str, BinaryIO] = {}
             for c in todo:
                 try:
-                    files[c.relpath] = open(c.path, "rb")
+                    files[c.relpath] = await asyncio.to_thread(open, c.path, "rb")
                 except OSError as exc:
                     results[c.relpath] = unreadable(exc)
             todo = [c for c in todo if c.relpath in files]
@@ -143,7 +144,7 @@ class ServerTarget:
             read_errors: dict[str, OSError] = {}
             try:
                 status, body, headers = await self._post(album_id, todo, files, hashes, read_errors)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if read_errors:  # our own disk, not the server: drop those files and send the rest again
                     for relpath, error in read_errors.items():
                         results[relpath] = unreadable(error)
@@ -168,7 +169,7 @@ class ServerTarget:
             failures = 0
             entries = body.get("photos") if isinstance(body, dict) else None
             if isinstance(entries, list) and len(entries) == len(todo):
-                for c, entry in zip(todo, entries):
+                for c, entry in zip(todo, entries, strict=True):
                     results[c.relpath] = outcome_of(entry, hashes[c.relpath].hexdigest())
                 break
             code = body.get("error") if isinstance(body, dict) else None
@@ -184,7 +185,7 @@ class ServerTarget:
             if status == 413 and code in ("too_many_files", "request_too_large") and len(todo) > 1:
                 half = len(todo) // 2  # the server's limits are lower than ours: smaller requests
                 for part in (todo[:half], todo[half:]):
-                    results.update(zip((c.relpath for c in part), await self.send(album_id, part)))
+                    results.update(zip((c.relpath for c in part), await self.send(album_id, part), strict=True))
                 break
             if status == 413 and code == "request_too_large":
                 results[todo[0].relpath] = Outcome("rejected", code=code, message=message)
@@ -343,7 +344,7 @@ class DirectTarget:
         hasher = hashlib.sha256()
         size = 0
         try:
-            src = open(source, "rb")
+            src = open(source, "rb")  # noqa: SIM115 (closed by the `with` below; only opening is SourceUnreadable)
         except OSError as exc:
             raise SourceUnreadable(exc) from None
         with src:

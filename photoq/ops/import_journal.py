@@ -15,8 +15,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TextIO
 
-from .storage import fsync_directory
+from ..storage import fsync_directory
 
 VERSION = 1
 
@@ -31,7 +32,7 @@ class Journal:
         self.path = path
         self.header = {"photoq_import": VERSION, "folder": os.path.realpath(folder), "album_id": album_id}
         self.entries: dict[str, dict] = {}  # relative path -> {"size", "mtime_ns", "sha256"}
-        self._file = None
+        self._file: TextIO | None = None
 
     def open(self, forget: bool = False) -> None:
         """Load what earlier runs recorded (nothing with `forget`), rewrite it cleanly, and open it for appending."""
@@ -47,7 +48,7 @@ class Journal:
             os.fsync(out.fileno())
         os.replace(temp, self.path)
         fsync_directory(self.path.parent)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held for the run; close() closes it)
 
     def _load(self) -> None:
         try:

@@ -1,0 +1,12 @@
+"""The SQLite backend: photoq's default, one file in the data directory."""
+
+from __future__ import annotations
+
+from .catalogue import SQLiteCatalogue
+from .gallery import SQLiteGallery
+from .jobs import SQLiteJobs
+from .maintenance import SQLiteMaintenance
+
+
+class SQLiteStore(SQLiteCatalogue, SQLiteGallery, SQLiteJobs, SQLiteMaintenance):
+    """Every Store verb on one SQLite file: one writer thread (photoq's own, see writer.py), one reader connection."""
