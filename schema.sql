@@ -1,16 +1,20 @@
 -- photoq database schema: the truth about the data.
 -- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database and stamps it with the
 -- latest version, and takes older databases forward with the numbered MIGRATIONS in photoq/db.py (this file shows
--- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4
+-- the trash (albums.deleted_at, photos.deleted_at and trashed_with_album), the album cover and AUTOINCREMENT ids). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
 
+-- AUTOINCREMENT (v4): an id is never given again, not even the newest one's after it was deleted.
 CREATE TABLE albums (
-    id          INTEGER PRIMARY KEY,
-    name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
-    created_at  REAL    NOT NULL
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    created_at      REAL    NOT NULL,
+    deleted_at      REAL,                      -- in the trash since; gone from the API (v4)
+    cover_photo_id  INTEGER                    -- chosen cover; NULL: the first photo with thumbnails (v4)
 );
 
 CREATE TABLE photos (
-    id                 INTEGER PRIMARY KEY,
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     album_id           INTEGER NOT NULL REFERENCES albums(id) ON DELETE CASCADE,
     filename           TEXT    NOT NULL,          -- display name only, never used on disk
     sha256             TEXT    NOT NULL,          -- the original's content address
@@ -36,8 +40,12 @@ CREATE TABLE photos (
     created_at         REAL    NOT NULL,
     completed_at       REAL,
     thumbhash          TEXT,                      -- base64 ThumbHash placeholder, from the thumbnail job (v2)
-    UNIQUE (album_id, sha256)
+    deleted_at         REAL,                      -- in the trash since; gone from the API, files kept (v4)
+    trashed_with_album INTEGER NOT NULL DEFAULT 0 -- 1: went with its album, comes back with it (v4)
 );
+-- One live photo per content in an album; a trashed one does not keep the same bytes from coming back.
+CREATE UNIQUE INDEX photos_live_content ON photos(album_id, sha256) WHERE deleted_at IS NULL;
+CREATE INDEX photos_trashed ON photos(deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE INDEX photos_by_sha256 ON photos(sha256);
 CREATE INDEX photos_by_status ON photos(processing_status, album_id);
 CREATE INDEX photos_by_album_status ON photos(album_id, processing_status);
@@ -45,7 +53,7 @@ CREATE INDEX photos_by_album_status ON photos(album_id, processing_status);
 -- The durable queue. A job is claimed by setting status = 'processing' and a lease; an expired lease makes it
 -- runnable again. 'failed' is the dead letter: it stays until retried or cleared by hand.
 CREATE TABLE jobs (
-    id                INTEGER PRIMARY KEY,
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
     photo_id          INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
     kind              TEXT    NOT NULL CHECK (kind IN ('thumbnail', 'variant')),
     priority          INTEGER NOT NULL,            -- lower runs first

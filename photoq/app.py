@@ -20,7 +20,8 @@ from .queue import JobQueue
 from .resumable import ResumableUploads
 from .shares import ShareInbox
 from .storage import Storage
-from .web import api, downloads, metrics, pwa, session, sse, tus, ui
+from .trash import Trash
+from .web import api, downloads, manage, metrics, pwa, session, sse, tus, ui
 from .web.keys import (
     CONFIG,
     CREDENTIALS,
@@ -33,6 +34,7 @@ from .web.keys import (
     SHARES,
     SSE_RESPONSES,
     STORAGE,
+    TRASH,
     WORKERS,
 )
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
@@ -58,12 +60,13 @@ def create_app(settings: Settings) -> web.Application:
     app[TEMPLATES] = make_environment()
     app[SSE_RESPONSES] = weakref.WeakSet()
     app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
-    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, resumable_ctx, workers_ctx])
+    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, trash_ctx, resumable_ctx, workers_ctx])
     app.on_shutdown.append(close_live_streams)
     app.add_routes(api.routes)
     app.add_routes(tus.routes)
     app.add_routes(downloads.routes)
     app.add_routes(pwa.routes)
+    app.add_routes(manage.routes)
     app.add_routes(sse.routes)
     app.add_routes(metrics.routes)
     app.add_routes(session.routes)
@@ -115,6 +118,17 @@ async def queue_ctx(app: web.Application):
     await shares.sweep()
     app[SHARES] = shares
     yield
+
+
+async def trash_ctx(app: web.Application):
+    """Deleted albums and photos wait in the trash; what is older than its retention is purged now and hourly."""
+    trash = Trash(app[DB], app[STORAGE], app[EVENTS], app[CONFIG].queue.max_attempts)
+    app[TRASH] = trash
+    sweeper = asyncio.create_task(trash.sweep_periodically())
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
 
 
 async def resumable_ctx(app: web.Application):

@@ -15,9 +15,22 @@ def version_1_schema() -> str:
     return sql
 
 
+def version_3_schema() -> str:
+    """schema.sql as it was at version 3: no trash or cover columns, ids without AUTOINCREMENT, one photo per
+    content in an album (MIGRATIONS[2])."""
+    sql = schema_sql()
+    sql, count = re.subn(r"\n\s*(deleted_at|cover_photo_id|trashed_with_album)\s[^\n]*\(v4\)", "", sql)
+    assert count == 4
+    sql = re.sub(r",(\s*\n\);)", r"\1", sql)  # the albums table's last column lost its follower
+    sql = sql.replace("thumbhash          TEXT,", "thumbhash          TEXT,\n    UNIQUE (album_id, sha256)")
+    sql, count = re.subn(r"\nCREATE (UNIQUE )?INDEX photos_(live_content|trashed)[^\n]*", "", sql)
+    assert count == 2
+    return sql.replace(" AUTOINCREMENT", "")
+
+
 def version_2_schema() -> str:
     """schema.sql as it was at version 2: without outputs.format, outputs.spec and jobs.outputs (MIGRATIONS[1])."""
-    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", schema_sql())
+    sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", version_3_schema())
     assert count == 3
     return sql
 
@@ -46,7 +59,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 3
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 4
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -73,7 +86,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == 3
+        assert await db.schema_version() == 4
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -93,9 +106,44 @@ def assert_same_columns_as_a_new_database(path) -> None:
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("photos", "outputs", "jobs"):
+    for table in ("albums", "photos", "outputs", "jobs"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
 def columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")]
+
+
+async def test_a_version_3_database_gets_the_trash_and_ids_that_are_never_given_again(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(
+        path, version_3_schema(), 3,
+        """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                               thumbnail_status, variant_status, created_at)
+           VALUES (7, 1, 'old.jpg', 'ab', 10, 400, 300, 'jpeg', 'image/jpeg', 'complete', 'pending', 2.0)""",
+        "INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at, format, spec) "
+        "VALUES (7, 'thumb-150', 150, 113, 999, 3.0, 'webp', 'webp 150')",
+        "INSERT INTO jobs (id, photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
+        "VALUES (30, 7, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)",
+        "INSERT INTO job_attempts (photo_id, job_id, kind, attempt, started_at) VALUES (7, 30, 'variant', 1, 5.0)",
+    )
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == 4
+        photo = await db.get_photo(7)
+        assert photo.filename == "old.jpg" and photo.attempts == 1  # its history came along
+        assert list(await db.photo_outputs(7)) == ["thumb-150"]
+        (job,) = await db.list_jobs(None, 10)
+        assert (job.id, job.photo_id) == (30, 7)
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA foreign_keys = ON")
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    # The newest album, photo and job deleted: their ids are not given again.
+    conn.execute("DELETE FROM albums WHERE id = 1")
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0  # the cascade still works
+    assert conn.execute("INSERT INTO albums (name, created_at) VALUES ('New', 9.0) RETURNING id").fetchone()[0] == 2
+    conn.close()

@@ -41,7 +41,7 @@ class SQLiteGallery(SQLiteConnection):
     async def album_photo_ids_in_order(self, album_id: int, order: GalleryOrder) -> list[int]:
         key, direction = ORDER_KEYS[order]
         found = await self._read_all(
-            f"SELECT p.id FROM photos p WHERE p.album_id = ? ORDER BY {key} {direction}, p.id {direction}", (album_id,)
+            f"SELECT p.id FROM photos p WHERE p.album_id = ? AND p.deleted_at IS NULL ORDER BY {key} {direction}, p.id {direction}", (album_id,)
         )
         return [r["id"] for r in found]
 
@@ -56,7 +56,8 @@ class SQLiteGallery(SQLiteConnection):
         found: dict[str, int] = {}
         for chunk in rows.chunks(list(dict.fromkeys(hashes))):
             matched = await self._read_all(
-                f"SELECT sha256, id FROM photos WHERE album_id = ? AND sha256 IN ({','.join('?' * len(chunk))})",
+                "SELECT sha256, id FROM photos WHERE album_id = ? AND deleted_at IS NULL "
+                f"AND sha256 IN ({','.join('?' * len(chunk))})",
                 [album_id, *chunk],
             )
             found.update((r["sha256"], r["id"]) for r in matched)

@@ -35,7 +35,8 @@ class SQLiteMaintenance(SQLiteConnection):
                       (SELECT json_group_object(o.name, json_object('width', o.width, 'height', o.height,
                                                                     'format', o.format, 'spec', o.spec))
                        FROM outputs o WHERE o.photo_id = p.id) AS outputs
-               FROM photos p WHERE p.id > ? AND (? IS NULL OR p.album_id = ?) ORDER BY p.id LIMIT ?""",
+               FROM photos p WHERE p.id > ? AND p.deleted_at IS NULL AND (? IS NULL OR p.album_id = ?)
+               ORDER BY p.id LIMIT ?""",
             (after_id, album_id, album_id, limit),
         )
         return [{**dict(r), "outputs": json.loads(r["outputs"])} for r in found]
@@ -107,7 +108,7 @@ class SQLiteMaintenance(SQLiteConnection):
         found = await self._read_all(
             """SELECT p.id, p.sha256, p.format, p.thumbnail_status, p.variant_status,
                       (SELECT json_group_object(o.name, o.format) FROM outputs o WHERE o.photo_id = p.id) AS outputs
-               FROM photos p WHERE p.id > ? ORDER BY p.id LIMIT ?""",
+               FROM photos p WHERE p.id > ? AND p.deleted_at IS NULL ORDER BY p.id LIMIT ?""",
             (after_id, limit),
         )
         return [{**dict(r), "outputs": json.loads(r["outputs"])} for r in found]

@@ -6,7 +6,8 @@ from .catalogue import SQLiteCatalogue
 from .gallery import SQLiteGallery
 from .jobs import SQLiteJobs
 from .maintenance import SQLiteMaintenance
+from .trash import SQLiteTrash
 
 
-class SQLiteStore(SQLiteCatalogue, SQLiteGallery, SQLiteJobs, SQLiteMaintenance):
+class SQLiteStore(SQLiteCatalogue, SQLiteGallery, SQLiteTrash, SQLiteJobs, SQLiteMaintenance):
     """Every Store verb on one SQLite file: one writer thread (photoq's own, see writer.py), one reader connection."""

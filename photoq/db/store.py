@@ -146,6 +146,62 @@ class Store(abc.ABC):
     async def album_photos_with_sha256(self, album_id: int, hashes: Sequence[str]) -> dict[str, int]:
         """sha256 -> photo id, for the given hashes the album has."""
 
+    # -- album management and the trash (a trashed album or photo is gone for every other verb) --------------------
+
+    @abc.abstractmethod
+    async def rename_album(self, album_id: int, name: str) -> bool:
+        """False when there is no such (live) album."""
+
+    @abc.abstractmethod
+    async def set_album_cover(self, album_id: int, photo_id: int | None) -> bool:
+        """Choose a live photo of the album as its cover (None: the automatic one). False when either is missing."""
+
+    @abc.abstractmethod
+    async def move_photos(self, photo_ids: Sequence[int], album_id: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """Move live photos into a live album: ([(photo id, album it left)], [ids left where they were because the
+        album has their bytes]). Raises LookupError when the album is missing."""
+
+    @abc.abstractmethod
+    async def trash_album(self, album_id: int, now: float) -> bool:
+        """Put a live album and its live photos in the trash; their jobs are deleted, their rows and files kept."""
+
+    @abc.abstractmethod
+    async def trash_photos(self, photo_ids: Sequence[int], now: float) -> list[tuple[int, int]]:
+        """Put live photos in the trash (their jobs deleted); [(photo id, album id)] of those that were."""
+
+    @abc.abstractmethod
+    async def restore_album(self, album_id: int, now: float, max_attempts: int) -> bool:
+        """Bring an album back from the trash with the photos that went with it; unfinished parts get jobs again."""
+
+    @abc.abstractmethod
+    async def restore_photo(self, photo_id: int, now: float, max_attempts: int) -> tuple[str, int | None]:
+        """("restored", album id), ("duplicate", live photo id), ("album_trashed", album id) or ("gone", None)."""
+
+    @abc.abstractmethod
+    async def trashed_albums(self) -> list[dict]:
+        """Albums in the trash: id, name, created_at, deleted_at, photo_count, cover_photo_id; newest first."""
+
+    @abc.abstractmethod
+    async def trashed_photos(self, limit: int) -> list[dict]:
+        """Photos trashed on their own (album live): id, filename, album_id, album_name, deleted_at, size_bytes,
+        thumbnail_status; newest first."""
+
+    @abc.abstractmethod
+    async def trashed_photo_count(self) -> int:
+        """How many photos trashed_photos would list without a limit."""
+
+    @abc.abstractmethod
+    async def trash_older_than(self, before: float | None) -> tuple[list[int], list[int]]:
+        """(album ids, photo ids) in the trash since before `before` (None: all): what a purge takes."""
+
+    @abc.abstractmethod
+    async def trashed_photo_album(self, photo_id: int) -> int | None:
+        """The album of a photo trashed on its own; None when there is no such photo."""
+
+    @abc.abstractmethod
+    async def album_in_trash(self, album_id: int) -> bool:
+        """Whether the album is in the trash."""
+
     @abc.abstractmethod
     async def adjacent_photo_ids(self, album_id: int, photo_id: int) -> tuple[int | None, int | None]:
         """(the next newer, the next older) photo of the same album."""

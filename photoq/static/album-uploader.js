@@ -142,7 +142,7 @@
       const photoId = present[entry.sha256];
       if (photoId) {
         entry.skippedByHash = true;
-        finish(entry, 'duplicate', 'Already in this album (not sent).', { href: urls.photoPage(photoId), text: 'See the photo' });
+        finish(entry, 'duplicate', 'Already in this album. Not sent again.', { href: urls.photoPage(photoId), text: 'See the photo' });
       } else {
         send.push(entry);
       }

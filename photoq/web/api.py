@@ -11,9 +11,8 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..gallery_order import DEFAULT_ORDER, Cursor, GalleryOrder, parse_order
 from ..models import Album, Photo, Status, clean_album_name, iso
 from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
-from ..storage import Storage
 from . import urls
-from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE
+from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE, TRASH
 from .photo_image import BROWSER_IMAGE_TYPES
 
 routes = web.RouteTableDef()
@@ -143,9 +142,8 @@ async def get_album(request: web.Request) -> web.Response:
 
 @routes.delete("/api/albums/{id}")
 async def delete_album(request: web.Request) -> web.Response:
-    storage: Storage = request.app[STORAGE]
     album_id = parse_id(request.match_info["id"])
-    if not await request.app[QUEUE].delete_album(album_id, storage.remove_photo_files):
+    if not await request.app[TRASH].trash_album(album_id):  # gone for API clients; restorable for 30 days
         raise NotFound("There is no album with that id.")
     return web.Response(status=204)
 
@@ -374,7 +372,7 @@ async def retry_photo(request: web.Request) -> web.Response:
 @routes.delete("/api/photos/{id}")
 async def delete_photo(request: web.Request) -> web.Response:
     photo_id = parse_id(request.match_info["id"])
-    if not await request.app[QUEUE].delete_photo(photo_id, request.app[STORAGE].remove_photo_files):
+    if not await request.app[TRASH].trash_photos([photo_id]):
         raise NotFound("There is no photo with that id.")
     return web.Response(status=204)
 

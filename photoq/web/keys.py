@@ -16,6 +16,7 @@ from ..queue import JobQueue
 from ..resumable import ResumableUploads
 from ..shares import ShareInbox
 from ..storage import Storage
+from ..trash import Trash
 from ..workers import WorkerPool
 
 CONFIG = web.AppKey("config", Settings)
@@ -27,6 +28,7 @@ QUEUE = web.AppKey("queue", JobQueue)
 INGEST = web.AppKey("ingest", Ingest)
 RESUMABLE = web.AppKey("resumable", ResumableUploads)
 SHARES = web.AppKey("shares", ShareInbox)
+TRASH = web.AppKey("trash", Trash)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)

@@ -17,7 +17,7 @@ from ..gallery_order import DEFAULT_ORDER, ORDER_LABELS, Cursor, GalleryOrder, d
 from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
 from . import urls
 from .api import MAX_SQLITE_INTEGER
-from .keys import CONFIG, DB, QUEUE, STORAGE, WORKERS
+from .keys import CONFIG, DB, QUEUE, TRASH, WORKERS
 from .photo_image import choose_photo_image
 from .session import safe_next
 from .templating import render
@@ -30,14 +30,24 @@ FLASH_COOKIE = "photoq_flash"
 
 FLASH_MESSAGES = {
     "album_created": "Album created. Add photos below.",
-    "album_deleted": "The album and its photos were deleted.",
-    "photo_deleted": "The photo was deleted.",
+    "album_deleted": "The album and its photos were moved to the trash. You can restore them for 30 days.",
+    "photo_deleted": "The photo was moved to the trash. You can restore it for 30 days.",
+    "photos_deleted": "Moved {n} photo(s) to the trash. You can restore them for 30 days.",
+    "photos_moved": "Moved {n} photo(s) to the other album.",
+    "album_renamed": "The album was renamed.",
+    "cover_set": "The album cover was changed.",
+    "bad_name": "The album was not renamed: a name needs 1 to 200 characters and no control characters.",
+    "restored": "Restored from the trash.",
+    "restore_duplicate": "Not restored: the album already has a photo with the same bytes.",
+    "restore_album_trashed": "Not restored: its album is in the trash. Restore the album first.",
+    "purged": "Deleted for good.",
+    "emptied": "The trash is empty.",
     "shared": "Added {n} shared photo(s) to this album (any already in it were skipped).",
     "shared_some": "Added {n} shared photo(s); the others could not be read as photos.",
     "retried": "Queued again: {n} failed part(s).",
     "retried_photo": "The photo is queued again.",
     "nothing_to_retry": "Nothing has failed, so there was nothing to retry.",
-    "errors_cleared": "Removed {n} failed photo(s) from the album.",
+    "errors_cleared": "Moved {n} failed photo(s) to the trash.",
     "paused": "Processing is paused. Uploads are still accepted and wait in the queue.",
     "resumed": "Processing resumed.",
     "failed_cleared": "Forgot {n} failed job(s). Their photos stay marked as failed.",
@@ -375,7 +385,7 @@ async def delete_album(request: web.Request) -> web.StreamResponse:
     album = await album_or_none(request)
     if album is None:
         return await not_found(request, "album")
-    await request.app[QUEUE].delete_album(album.id, request.app[STORAGE].remove_photo_files)
+    await request.app[TRASH].trash_album(album.id)
     raise redirect("/", "album_deleted")
 
 
@@ -407,11 +417,9 @@ async def clear_album_errors(request: web.Request) -> web.StreamResponse:
     album = await album_or_none(request)
     if album is None:
         return await not_found(request, "album")
-    queue, storage = request.app[QUEUE], request.app[STORAGE]
     removed = 0
     async for photo in failed_photos(request, album.id):
-        if await queue.delete_photo(photo.id, storage.remove_photo_files):
-            removed += 1
+        removed += len(await request.app[TRASH].trash_photos([photo.id]))
     raise redirect(urls.album_page(album.id), f"errors_cleared:{removed}")
 
 
@@ -479,7 +487,7 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
     photo = await photo_or_none(request)
     if photo is None:
         return await not_found(request, "photo")
-    await request.app[QUEUE].delete_photo(photo.id, request.app[STORAGE].remove_photo_files)
+    await request.app[TRASH].trash_photos([photo.id])
     raise redirect(urls.album_page(photo.album_id), "photo_deleted")
 
 

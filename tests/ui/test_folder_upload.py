@@ -37,7 +37,7 @@ async def test_a_picked_folder_uploads_its_photos_and_skips_the_rest(browser, st
     await expect(summary).to_have_text(
         "2 photos uploaded, 1 already in the album (1 not sent), 3 other files skipped (not photos).")
     row = page.locator(".upload-row", has_text="copy-of-already.jpg")
-    await expect(row).to_contain_text("Already in this album (not sent).")
+    await expect(row).to_contain_text("Already in this album. Not sent again.")
     await expect(row.get_by_role("link", name="See the photo")).to_have_attribute("href", f"/photos/{have_id}")
     assert len(sent) == 2  # the copy's bytes never left the browser
     asked = [h for body in checked for h in body["sha256"]]

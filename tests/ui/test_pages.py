@@ -176,7 +176,7 @@ async def test_rejected_files_show_the_servers_message_next_to_them(browser, sta
     await page.goto(ui.url("/"))
     await page.get_by_label("Delete album Mixed bag").click()
     await page.get_by_role("button", name="Delete album").click()
-    await expect(page.get_by_role("status").filter(has_text="The album and its photos were deleted.")).to_be_visible()
+    await expect(page.get_by_role("status").filter(has_text="The album and its photos were moved to the trash.")).to_be_visible()
     await expect(page.get_by_text("No albums yet")).to_be_visible()
     assert (await api(ui, "GET", "/api/albums"))["albums"] == []
 
@@ -366,7 +366,7 @@ async def test_the_pages_work_without_javascript(browser, start_ui):
     await page.goto(ui.url(f"/albums/{album_id}"))
     await page.get_by_text("Delete album").first.click()  # opens the menu (a <details>)
     await page.get_by_role("button", name="Delete album").click()
-    await expect(page.get_by_role("status").filter(has_text="The album and its photos were deleted.")).to_be_visible()
+    await expect(page.get_by_role("status").filter(has_text="The album and its photos were moved to the trash.")).to_be_visible()
     assert page.url == ui.url("/")
     await screenshot(page, "18-no-javascript-albums")
 
