@@ -6,6 +6,7 @@ Trash (photoq/trash.py) and the store's album verbs. Form posts redirect (303) b
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -256,7 +257,7 @@ async def trash_page(request: web.Request) -> web.Response:
                 "srcset": srcset.replace("/api/photos/", "/trash/photos/")}
 
     def days_left(deleted_at: float) -> int:
-        return max(0, int((purge_at(deleted_at) - now) // 86400))
+        return max(0, math.ceil((purge_at(deleted_at) - now) / 86400))
 
     return await page(request, "trash.html", {
         "albums": [{**a, "deleted": when(a["deleted_at"]), "days_left": days_left(a["deleted_at"]),

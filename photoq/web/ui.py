@@ -332,6 +332,7 @@ async def album_page(request: web.Request) -> web.Response:
         "older_url": urls.album_page_in_order(album.id, str(order), Cursor(keys[-1], photos[-1].id).encode())
                      if more else None,
         "newest_url": urls.album_page_in_order(album.id, str(order)),
+        "other_albums": [a for a in reversed(await db.list_albums()) if a.id != album.id],
         "first_page": after is None,
         "failed": failed,  # the error report lists their names and errors, no pictures
         "failed_more": max(0, stats.failed - len(failed)),
