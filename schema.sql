@@ -1,16 +1,19 @@
 -- photoq database schema: the truth about the data.
--- Versioned with PRAGMA user_version; photoq/db.py applies this file to a new database and stamps it with the
--- latest version, and takes older databases forward with the numbered MIGRATIONS in photoq/db.py (this file shows
--- the result: version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4
--- the trash (albums.deleted_at, photos.deleted_at and trashed_with_album), the album cover and AUTOINCREMENT ids). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+-- Versioned with PRAGMA user_version; photoq/db/migrations.py applies this file to a new database and stamps it with
+-- the latest version, and takes older databases forward with its numbered MIGRATIONS (this file shows the result:
+-- version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 AUTOINCREMENT,
+-- jobs.lease_token and outputs.source_sha256, version 5 the sessions and login_codes tables, version 6 the trash
+-- (albums.deleted_at, photos.deleted_at and trashed_with_album; one live photo per content) and albums.cover_photo_id). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
+--
+-- Ids of albums, photos, jobs and attempts are never reused (AUTOINCREMENT): a URL, a resumable upload, a running
+-- job's result or a file on disk that names a deleted row must never land on a new one.
 
--- AUTOINCREMENT (v4): an id is never given again, not even the newest one's after it was deleted.
 CREATE TABLE albums (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    name            TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
-    created_at      REAL    NOT NULL,
-    deleted_at      REAL,                      -- in the trash since; gone from the API (v4)
-    cover_photo_id  INTEGER                    -- chosen cover; NULL: the first photo with thumbnails (v4)
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    created_at  REAL    NOT NULL,
+    deleted_at  REAL,                          -- in the trash since; gone from the API (v6)
+    cover_photo_id INTEGER                     -- chosen cover; NULL: the first photo with thumbnails (v6)
 );
 
 CREATE TABLE photos (
@@ -40,18 +43,18 @@ CREATE TABLE photos (
     created_at         REAL    NOT NULL,
     completed_at       REAL,
     thumbhash          TEXT,                      -- base64 ThumbHash placeholder, from the thumbnail job (v2)
-    deleted_at         REAL,                      -- in the trash since; gone from the API, files kept (v4)
-    trashed_with_album INTEGER NOT NULL DEFAULT 0 -- 1: went with its album, comes back with it (v4)
+    deleted_at         REAL,                      -- in the trash since; gone from the API, files kept (v6)
+    trashed_with_album INTEGER NOT NULL DEFAULT 0 -- 1: went with its album, comes back with it (v6)
 );
--- One live photo per content in an album; a trashed one does not keep the same bytes from coming back.
+-- One live photo per content in an album (v6): a photo in the trash does not keep the same bytes from coming back.
 CREATE UNIQUE INDEX photos_live_content ON photos(album_id, sha256) WHERE deleted_at IS NULL;
 CREATE INDEX photos_trashed ON photos(deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE INDEX photos_by_sha256 ON photos(sha256);
 CREATE INDEX photos_by_status ON photos(processing_status, album_id);
 CREATE INDEX photos_by_album_status ON photos(album_id, processing_status);
 
--- The durable queue. A job is claimed by setting status = 'processing' and a lease; an expired lease makes it
--- runnable again. 'failed' is the dead letter: it stays until retried or cleared by hand.
+-- The durable queue. A job is claimed by setting status = 'processing', a lease and a fresh lease token; an expired
+-- lease makes it runnable again. 'failed' is the dead letter: it stays until retried or cleared by hand.
 CREATE TABLE jobs (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,
     photo_id          INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
@@ -67,6 +70,7 @@ CREATE TABLE jobs (
     created_at        REAL    NOT NULL,
     updated_at        REAL    NOT NULL,
     outputs           TEXT,                        -- JSON array of the output names to render; NULL: all (v3)
+    lease_token       TEXT,                        -- written by each claim; only its holder records a result (v4)
     UNIQUE (photo_id, kind)
 );
 CREATE INDEX jobs_runnable ON jobs(priority, run_at, id) WHERE status = 'pending';
@@ -75,7 +79,7 @@ CREATE INDEX jobs_by_status ON jobs(status, created_at);
 
 -- One row per attempt: the processing history shown to people and the proof of backoff.
 CREATE TABLE job_attempts (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     photo_id     INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
     job_id       INTEGER NOT NULL,
     kind         TEXT    NOT NULL,
@@ -99,6 +103,7 @@ CREATE TABLE outputs (
     created_at  REAL    NOT NULL,
     format      TEXT,                      -- the format the file was written in, e.g. webp (v3)
     spec        TEXT,                      -- what rendered it, e.g. "webp 1080x1920 q80 m0" (v3)
+    source_sha256 TEXT,                    -- the original it was rendered from; doctor checks it is the photo's (v4)
     PRIMARY KEY (photo_id, name)
 ) WITHOUT ROWID;
 
@@ -117,4 +122,21 @@ CREATE INDEX staged_files_by_sha256 ON staged_files(sha256);
 CREATE TABLE settings (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Web UI sessions (v5): the cookie carries a random id; only its SHA-256 is stored. Logging out deletes the row,
+-- "log out everywhere" deletes them all. expires_at slides with use, up to created_at + auth.session_max_days.
+CREATE TABLE sessions (
+    id_hash       TEXT PRIMARY KEY,
+    created_at    REAL NOT NULL,
+    last_seen_at  REAL NOT NULL,
+    expires_at    REAL NOT NULL
+) WITHOUT ROWID;
+
+-- One-time login codes (v5) for printed login links (`photoq login-url`, the first start): SHA-256 only,
+-- deleted when redeemed, valid for auth.login_code_minutes.
+CREATE TABLE login_codes (
+    code_hash   TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL
 ) WITHOUT ROWID;

@@ -10,31 +10,41 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .admission import Slots
 from .auth_token import load_credentials
 from .config import Settings
+from .datadir_lock import uses_embedded_database
 from .db import Database
 from .events import Broadcaster
 from .ingest import Ingest
+from .login_throttle import LoginThrottle
 from .metrics import Metrics
 from .queue import JobQueue
 from .resumable import ResumableUploads
+from .sessions import SessionStore
 from .shares import ShareInbox
 from .storage import Storage
 from .trash import Trash
 from .web import api, downloads, manage, metrics, pwa, session, sse, tus, ui
+from .web.admission import upload_slots_middleware
+from .web.connections import guard_middleware
 from .web.keys import (
     CONFIG,
     CREDENTIALS,
     DB,
+    EVENT_STREAM_SLOTS,
     EVENTS,
     INGEST,
+    LOGIN_THROTTLE,
     METRICS,
     QUEUE,
     RESUMABLE,
+    SESSIONS,
     SHARES,
     SSE_RESPONSES,
     STORAGE,
     TRASH,
+    UPLOAD_SLOTS,
     WORKERS,
 )
 from .web.middleware import auth_middleware, errors_middleware, ratelimit_middleware, security_headers_middleware
@@ -45,22 +55,28 @@ from .workers import WorkerPool
 log = logging.getLogger("photoq")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-JSON_BODY_LIMIT = 1024 * 1024  # uploads are streamed and not bound by this
+JSON_BODY_LIMIT = 1024 * 1024
+SESSION_PRUNE_SECONDS = 3600  # uploads are streamed and not bound by this
 
 
 def create_app(settings: Settings) -> web.Application:
     trusted = settings.server.trusted_proxies
     app = web.Application(
-        middlewares=[*([proxy_headers_middleware(trusted)] if trusted else []), security_headers_middleware,
-                     errors_middleware, ratelimit_middleware(settings.ratelimit), auth_middleware],
+        middlewares=[guard_middleware, *([proxy_headers_middleware(trusted)] if trusted else []),
+                     security_headers_middleware, errors_middleware, ratelimit_middleware(settings.ratelimit),
+                     auth_middleware, upload_slots_middleware],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[CONFIG] = settings
     app[STORAGE] = Storage(settings.data_dir, fsync=settings.storage.fsync)
     app[TEMPLATES] = make_environment()
     app[SSE_RESPONSES] = weakref.WeakSet()
+    app[UPLOAD_SLOTS] = Slots(settings.server.max_uploads, "uploads")
+    app[EVENT_STREAM_SLOTS] = Slots(settings.server.max_event_streams, "live-progress streams")
+    app[LOGIN_THROTTLE] = LoginThrottle(settings.auth.login_free_failures, settings.auth.login_max_lockout_seconds)
     app[METRICS] = Metrics()  # per app, not prometheus_client's global registry
-    app.cleanup_ctx.extend([storage_ctx, database_ctx, events_ctx, queue_ctx, trash_ctx, resumable_ctx, workers_ctx])
+    app.cleanup_ctx.extend([storage_ctx, database_ctx, sessions_ctx, events_ctx, queue_ctx, trash_ctx, resumable_ctx,
+                            workers_ctx])
     app.on_shutdown.append(close_live_streams)
     app.add_routes(api.routes)
     app.add_routes(tus.routes)
@@ -78,7 +94,7 @@ def create_app(settings: Settings) -> web.Application:
 async def storage_ctx(app: web.Application):
     storage = app[STORAGE]
     storage.prepare()
-    removed = storage.sweep_temp()
+    removed = storage.sweep_temp(everything=uses_embedded_database(app[CONFIG]))
     if removed:
         log.info("removed %d unfinished upload(s) left by the last run", removed)
     app[CREDENTIALS] = load_credentials(app[CONFIG].auth.token, storage.token_path)
@@ -86,12 +102,33 @@ async def storage_ctx(app: web.Application):
 
 
 async def database_ctx(app: web.Application):
-    db = Database(app[STORAGE].database_path)
+    db = Database(app[STORAGE].database_path, id_floors=app[STORAGE].highest_ids_on_disk)
     await db.open()
     app[DB] = db
     await db.unstage(None, app[STORAGE].remove_relpaths)  # originals of uploads killed before their commit
     yield
     await db.close()
+
+
+async def sessions_ctx(app: web.Application):
+    """Web sessions and login codes live in the database; expired ones are deleted at start and then hourly."""
+    sessions = SessionStore(app[DB], app[CONFIG].auth, app[CREDENTIALS].token)
+    app[SESSIONS] = sessions
+    await sessions.prune()
+
+    async def prune_hourly() -> None:
+        while True:
+            await asyncio.sleep(SESSION_PRUNE_SECONDS)
+            try:
+                await sessions.prune()
+            except Exception:
+                log.exception("could not delete expired sessions")
+
+    pruner = asyncio.create_task(prune_hourly())
+    yield
+    pruner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pruner
 
 
 async def events_ctx(app: web.Application):

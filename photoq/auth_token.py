@@ -1,8 +1,7 @@
-"""The admin token: where it comes from, and the values derived from it (session cookie, CSRF token)."""
+"""The admin token: where it comes from, and how a candidate is compared with it."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -18,26 +17,8 @@ class Credentials:
     token: str
     generated: bool = False  # True when this start created the token file
 
-    def _derive(self, purpose: str) -> str:
-        return hmac.new(self.token.encode(), purpose.encode(), hashlib.sha256).hexdigest()
-
-    @property
-    def session_value(self) -> str:
-        """The session cookie's value: derived, so the cookie never carries the token itself."""
-        return self._derive("photoq session v1")
-
-    @property
-    def csrf_token(self) -> str:
-        return self._derive("photoq csrf v1")[:40]
-
     def token_matches(self, candidate: str | None) -> bool:
         return candidate is not None and hmac.compare_digest(candidate.encode(), self.token.encode())
-
-    def session_matches(self, candidate: str | None) -> bool:
-        return candidate is not None and hmac.compare_digest(candidate.encode(), self.session_value.encode())
-
-    def csrf_matches(self, candidate: str | None) -> bool:
-        return candidate is not None and hmac.compare_digest(candidate.encode(), self.csrf_token.encode())
 
 
 def read_token(token_path: Path) -> str | None:

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", help="image workers (default: number of CPUs)")
     with_config(commands.add_parser("status", help="print queue counts from the database"))
     with_config(commands.add_parser("retry-failed", help="queue every failed job again"))
-    with_config(commands.add_parser("login-url", help="print the login link (it contains the admin token)"))
+    with_config(commands.add_parser(
+        "login-url", help="print a one-time login link (valid for [auth] login_code_minutes, 15 by default)"))
     doctor = with_config(commands.add_parser("doctor", help="check the database against the files on disk"))
     doctor.add_argument("--repair", action="store_true",
                         help="remove orphan files, re-queue missing outputs, fail photos whose original is gone")
@@ -142,7 +143,20 @@ def base_url(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
-    from .app import CREDENTIALS, create_app
+    from .datadir_lock import DataDirBusy, DataDirLock, uses_embedded_database
+
+    if not uses_embedded_database(settings):
+        return _serve(settings)
+    try:
+        with DataDirLock(settings.data_dir):
+            return _serve(settings)
+    except DataDirBusy as exc:
+        print(f"photoq: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(settings: Settings) -> int:
+    from .app import CREDENTIALS, SESSIONS, create_app
 
     app = create_app(settings)
     log = logging.getLogger("photoq")
@@ -152,23 +166,22 @@ def serve(settings: Settings) -> int:
         url = base_url(settings)
         log.info("photoq %s listening on %s with %d worker(s); data in %s", _version(), url,
                  settings.processing.workers, settings.data_dir)
-        if credentials.generated:
-            # The one time the token is printed: it was just generated and saved.
-            print(f"\n  photoq is ready. Log in: {url}/login?token={credentials.token}\n", flush=True)
+        if credentials.generated or sys.stdout.isatty():
+            # On the first start (the token was just generated) and for someone at a terminal (`make run`): a
+            # one-time link. It never carries the token itself, which would stay in the browser's history.
+            code = await app[SESSIONS].mint_login_code()
+            print(f"\n  photoq is ready. Log in: {url}/login?code={code}\n"
+                  f"  (a one-time link, valid for {settings.auth.login_code_minutes:g} minutes; "
+                  f"`photoq login-url` prints another)\n", flush=True)
         else:
             token_source = "from your configuration" if settings.auth.token else f"in {settings.data_dir / 'token'}"
             print(f"\n  photoq is ready: {url}/login  (admin token {token_source}; "
                   f"`photoq login-url` prints a login link)\n", flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        access_log_class=AccessLogger,
-        shutdown_timeout=settings.processing.shutdown_grace_seconds + 5,
-        print=None,
-    )
+    from .web.server import run
+
+    run(app, settings, AccessLogger)
     return 0
 
 
@@ -185,7 +198,7 @@ async def _with_database(settings: Settings, action):
     if not storage.database_path.exists():
         print(f"photoq: no database in {settings.data_dir} (has photoq been started there?)", file=sys.stderr)
         return 1
-    db = Database(storage.database_path)
+    db = Database(storage.database_path, id_floors=storage.highest_ids_on_disk)
     await db.open()
     try:
         return await action(db)
@@ -346,10 +359,19 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> int:
 
 async def login_url_command(settings: Settings) -> int:
     from .auth_token import load_credentials
+    from .db import Database
+    from .sessions import mint_login_code
     from .storage import Storage
 
-    credentials = load_credentials(settings.auth.token, Storage(settings.data_dir).token_path)
-    print(f"{base_url(settings)}/login?token={credentials.token}")
+    storage = Storage(settings.data_dir)
+    load_credentials(settings.auth.token, storage.token_path)  # the token the server will use, made if none yet
+    db = Database(storage.database_path)
+    await db.open()  # the running server's database: it accepts the code at once
+    try:
+        code = await mint_login_code(db, settings.auth)
+    finally:
+        await db.close()
+    print(f"{base_url(settings)}/login?code={code}")
     return 0
 
 

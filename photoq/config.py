@@ -30,11 +30,28 @@ class ServerSettings:
     log_level: str = "info"
     # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty: nobody's.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Connections (photoq serve): slow or silent clients are closed, and their number is bounded.
+    keepalive_seconds: float = 30.0  # an idle connection is closed after this long
+    header_timeout_seconds: float = 10.0  # a request's headers must all arrive within this of its first byte
+    body_timeout_seconds: float = 30.0  # a request body sending less than body_min_bytes_per_second over
+    body_min_bytes_per_second: int = 1024  # ... a window this long is cut off
+    max_connections: int = 1000  # lowered at start to fit the open-file limit
+    max_uploads: int = 32  # upload requests (multipart and resumable PATCH) at once; more get 503
+    max_event_streams: int = 64  # open /api/events streams; more get 503
 
 
 @dataclass(frozen=True)
 class AuthSettings:
     token: str | None = None
+    # Web sessions slide: each use extends one to session_idle_days from then, never beyond session_max_days after
+    # the login.
+    session_idle_days: float = 14.0
+    session_max_days: float = 90.0
+    login_code_minutes: float = 15.0  # how long a printed one-time login link works
+    # Wrong tokens or codes from one address: after login_free_failures, each further failure locks that address
+    # out for twice as long as the last (1 s, 2 s, 4 s, ...), up to login_max_lockout_seconds.
+    login_free_failures: int = 5
+    login_max_lockout_seconds: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +181,9 @@ POSITIVE = {
     "server.port",
     "upload.max_file_bytes", "upload.max_files_per_request", "upload.max_pixels", "upload.max_request_bytes",
     "upload.resumable_expire_hours",
+    "auth.session_idle_days", "auth.session_max_days", "auth.login_code_minutes", "auth.login_max_lockout_seconds",
+    "server.keepalive_seconds", "server.header_timeout_seconds", "server.body_timeout_seconds",
+    "server.max_connections", "server.max_uploads", "server.max_event_streams",
     "queue.max_attempts", "queue.lease_seconds", "queue.sweep_interval_seconds", "queue.max_pending",
     "queue.breaker_threshold",
     "processing.workers", "processing.max_tasks_per_child", "processing.job_timeout_seconds", "processing.quality",

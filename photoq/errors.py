@@ -1,6 +1,8 @@
 """One small exception hierarchy; each class carries its HTTP status and error code.
 
-Handlers and services raise these; the error middleware turns them into the contract's JSON body.
+This module is the one table of HTTP statuses: services raise (or, for a refused file, return) these errors with a
+specific code where it helps (`Conflict(..., code="album_busy")`), and the web layer answers with the class's status
+and the contract's JSON body. HTTP errors that aiohttp raises itself are named by `error_for_status`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,36 @@ class NotFound(PhotoqError):
     default_message = "There is nothing with that id."
 
 
+class MethodNotAllowed(PhotoqError):
+    status = 405
+    code = "method_not_allowed"
+    default_message = "This method is not allowed here."
+
+
+class Gone(PhotoqError):
+    status = 410
+    code = "gone"
+    default_message = "This is gone."
+
+
+class PreconditionFailed(PhotoqError):
+    status = 412
+    code = "precondition_failed"
+    default_message = "A precondition of this request does not hold."
+
+
+class Locked(PhotoqError):
+    status = 423
+    code = "locked"
+    default_message = "This is being changed by another request; try again in a moment."
+
+
+class ChecksumMismatch(PhotoqError):
+    status = 460  # tus 1.0, checksum extension
+    code = "checksum_mismatch"
+    default_message = "The bytes do not match their Upload-Checksum; they were discarded, send them again."
+
+
 class Conflict(PhotoqError):
     status = 409
     code = "conflict"
@@ -80,3 +112,9 @@ class InsufficientStorage(PhotoqError):
     status = 507
     code = "insufficient_storage"
     default_message = "The server's disk is full; nothing was stored."
+
+
+def error_for_status(status: int) -> type[PhotoqError] | None:
+    """The error class that answers with `status`, if photoq has one."""
+    classes: list[type[PhotoqError]] = [PhotoqError, *PhotoqError.__subclasses__()]
+    return next((cls for cls in classes if cls.status == status), None)

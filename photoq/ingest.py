@@ -1,8 +1,10 @@
-"""Receiving uploads: stream each multipart part to a temp file while hashing it, enforce the limits as the bytes
-arrive, sniff and probe the header (no decode), store the original content-addressed, and create photo + jobs.
+"""Receiving uploads: stream each file to a temp file while hashing it, enforce the limits as the bytes arrive,
+sniff and probe the header (no decode), store the original content-addressed, and create photo + jobs.
 
-Request-level failures (too many files, a full disk, a broken body) store nothing at all; part-level failures
-(too large, not an image, corrupt) reject that part only.
+Ingest speaks no HTTP: the web layer reads the request (multipart parts, or a finished tus upload) and hands each
+file over as a filename and a source of chunks; ingest answers with one typed outcome per file, and the web layer
+chooses the statuses and bodies. Request-level failures (a full disk, a broken body) are raised and store nothing
+at all; file-level failures (too large, not an image, corrupt) reject that file only.
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ import asyncio
 import hashlib
 import logging
 import time
-import unicodedata
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 import aiofiles
-from aiohttp import BodyPartReader, MultipartReader
-from aiohttp.http_exceptions import HttpProcessingError
 
 from . import imaging
 from .config import Settings
@@ -29,8 +29,10 @@ from .errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    PhotoqError,
+    UnsupportedMedia,
 )
-from .models import NewPhoto
+from .models import NewPhoto, clean_text
 from .queue import JobQueue
 from .storage import Storage, out_of_disk
 
@@ -43,15 +45,36 @@ DISK_CHECK_EVERY_BYTES = 16 * 1024 * 1024
 MAX_FILENAME_CHARS = 255
 BATCH_IDLE_SECONDS = 120.0  # a batch whose last request is older than this is over
 NOT_AN_IMAGE = "The file is not a supported image (JPEG, PNG, WebP, GIF, TIFF, HEIC or AVIF)."
-# Bidirectional overrides and isolates can make "gpj.exe" display as "exe.jpg".
-BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 
 
-@dataclass
-class Rejection:
-    status: int
-    code: str
-    message: str
+# -- what the web layer hands in, and what it gets back ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    filename: str | None  # as the client sent it; only ever shown, after display_filename()
+    chunks: AsyncIterator[bytes]  # the file's bytes; ingest stops reading early when it refuses the file
+
+
+@dataclass(frozen=True)
+class Accepted:
+    filename: str
+    photo_id: int
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    filename: str
+    duplicate_of: int  # the photo of the album that has these bytes already
+
+
+@dataclass(frozen=True)
+class Rejected:
+    filename: str
+    error: PhotoqError  # the code and message for the client; its class is the kind of refusal (errors.py)
+
+
+FileOutcome = Accepted | Duplicate | Rejected
 
 
 @dataclass
@@ -63,7 +86,8 @@ class Received:
 
 
 def display_filename(raw: str | None) -> str:
-    """A client's filename made safe to show: last path component, no control or bidi characters, bounded.
+    """A client's filename made safe to show: last path component, cleaned as every name is (models.clean_text),
+    bounded.
 
     Browsers percent-escape quotes and line breaks in multipart filenames and some clients escape everything,
     so escapes are decoded first (before looking for path separators).
@@ -74,10 +98,7 @@ def display_filename(raw: str | None) -> str:
             raw = unquote(raw, errors="strict")
         except UnicodeDecodeError:
             pass
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(
-        c for c in name if c not in BIDI_CONTROLS and unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co")
-    ).strip()
+    name = clean_text(raw.replace("\\", "/").rsplit("/", 1)[-1])
     if name in ("", ".", ".."):
         name = "upload"
     return name[:MAX_FILENAME_CHARS]
@@ -92,111 +113,25 @@ def disk_full() -> InsufficientStorage:
     return InsufficientStorage("The server's disk filled up during the upload; nothing was stored.")
 
 
-def rejection_for(exc: imaging.ImageError) -> Rejection:
+def empty_file() -> BadRequest:
+    return BadRequest("The file is empty.", code="empty_file")
+
+
+def image_refusal(exc: imaging.ImageError) -> PhotoqError:
+    """What kind of refusal an image the decoder would not take is (its code and message stay the decoder's)."""
     if isinstance(exc, imaging.TooManyPixels):
-        return Rejection(413, exc.code, str(exc))
+        return PayloadTooLarge(str(exc), code=exc.code)
     if isinstance(exc, imaging.UnsupportedImage):
-        return Rejection(415, exc.code, str(exc))
-    return Rejection(400, exc.code, str(exc))
+        return UnsupportedMedia(str(exc), code=exc.code)
+    return BadRequest(str(exc), code=exc.code)
 
 
-async def probe_file(path: Path, max_pixels: int) -> imaging.Probe | Rejection:
+async def probe_file(path: Path, max_pixels: int) -> imaging.Probe | PhotoqError:
     """The header of a fully received file, probed in a thread (no decode)."""
     try:
         return await asyncio.to_thread(imaging.probe, str(path), max_pixels)
     except imaging.ImageError as exc:
-        return rejection_for(exc)
-
-
-class RequestBody:
-    """Reads one upload request's parts, keeping the byte count of that request."""
-
-    def __init__(self, storage: Storage, limits, check_disk):
-        self.storage = storage
-        self.limits = limits
-        self.check_disk = check_disk
-        self.bytes_read = 0
-
-    async def next_part(self, reader: MultipartReader):
-        try:
-            return await reader.next()
-        except HttpProcessingError:  # a part's headers: invalid characters, too long, a duplicate
-            raise BadRequest("The multipart body is malformed (a part's headers are invalid or too long).",
-                             code="bad_multipart") from None
-        except (ValueError, AssertionError, KeyError) as exc:
-            raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
-
-    async def receive_part(self, part) -> Received | Rejection:
-        if not isinstance(part, BodyPartReader):
-            await self._drain(part)
-            return Rejection(400, "bad_multipart", "Nested multipart bodies are not accepted.")
-        if part.name != "file":
-            await self._drain(part)
-            return Rejection(400, "unexpected_field", "Only parts named 'file' are accepted.")
-        if not part.filename:
-            await self._drain(part)
-            return Rejection(400, "missing_filename", "Each file part needs a filename.")
-        temp = self.storage.new_upload_path()
-        keep = False
-        try:
-            outcome = await self._stream_to_file(part, temp)
-            if isinstance(outcome, Rejection):
-                return outcome
-            sha256, size = outcome
-            probe = await probe_file(temp, self.limits.max_pixels)
-            if isinstance(probe, Rejection):
-                return probe
-            keep = True
-            return Received(temp, sha256, size, probe)
-        finally:
-            if not keep:
-                await self.storage.remove_uploads([temp])
-
-    async def _stream_to_file(self, part: BodyPartReader, temp: Path) -> tuple[str, int] | Rejection:
-        hasher = hashlib.sha256()
-        size = 0
-        head = b""
-        next_disk_check = DISK_CHECK_EVERY_BYTES
-        try:
-            async with aiofiles.open(temp, "wb") as out:
-                while chunk := await self._read_chunk(part):
-                    size += len(chunk)
-                    if size > self.limits.max_file_bytes:
-                        await self._drain(part)
-                        return Rejection(413, "too_large",
-                                         f"The file is larger than the {self.limits.max_file_bytes} bytes allowed.")
-                    if len(head) < imaging.SNIFF_BYTES:
-                        head += chunk[: imaging.SNIFF_BYTES - len(head)]
-                        if len(head) >= imaging.SNIFF_BYTES and imaging.sniff(head) is None:
-                            await self._drain(part)
-                            return Rejection(415, "unsupported_media_type", NOT_AN_IMAGE)
-                    hasher.update(chunk)
-                    await out.write(chunk)
-                    if size >= next_disk_check:
-                        next_disk_check += DISK_CHECK_EVERY_BYTES
-                        self.check_disk(0)
-        except OSError as exc:
-            if out_of_disk(exc):
-                raise disk_full() from None
-            raise
-        if size == 0:
-            return Rejection(400, "empty_file", "The file is empty.")
-        return hasher.hexdigest(), size
-
-    async def _read_chunk(self, part) -> bytes:
-        chunk = await part.read_chunk(CHUNK_BYTES)
-        self.bytes_read += len(chunk)
-        if self.bytes_read > self.limits.max_request_bytes:
-            raise request_too_large(self.limits.max_request_bytes)
-        return chunk
-
-    async def _drain(self, part) -> None:
-        if isinstance(part, MultipartReader):
-            while (inner := await self.next_part(part)) is not None:
-                await self._drain(inner)
-            return
-        while await self._read_chunk(part):
-            pass
+        return image_refusal(exc)
 
 
 class Ingest:
@@ -243,70 +178,113 @@ class Ingest:
         if self.storage.free_bytes() - incoming < self.settings.storage.min_free_bytes:
             raise InsufficientStorage("The server's disk is nearly full, so the upload was not accepted.")
 
-    async def receive(self, reader: MultipartReader, album_id: int) -> tuple[int, dict]:
-        """Read every part, then store and queue what was accepted. Returns (HTTP status, response body)."""
-        entries: list[dict] = []
-        received: dict[int, Received] = {}  # index in entries -> the file
-        body = RequestBody(self.storage, self.limits, self.check_disk)
+    async def receive(self, album_id: int, files: AsyncIterable[IncomingFile | Rejected]) -> list[FileOutcome]:
+        """Receive every file (a part the web layer refused already comes as Rejected), then store and queue the
+        accepted ones together. One outcome per file, in order."""
+        refused: list[Rejected | None] = []  # by position; None for a file received, whose outcome comes on storing
+        received: dict[int, tuple[str, Received]] = {}  # position -> the file
         try:
-            part_count = 0
-            while True:
-                part = await body.next_part(reader)
-                if part is None:
-                    break
-                part_count += 1
-                if part_count > self.limits.max_files_per_request:
-                    raise PayloadTooLarge(
-                        f"At most {self.limits.max_files_per_request} files can be sent in one request.",
-                        code="too_many_files",
-                    )
-                outcome = await body.receive_part(part)
-                filename = display_filename(part.filename if isinstance(part, BodyPartReader) else None)
-                if isinstance(outcome, Rejection):
-                    entries.append({"filename": filename, "status": "rejected", "error": outcome.code,
-                                    "message": outcome.message, "_status": outcome.status})
+            async for item in files:
+                if isinstance(item, Rejected):
+                    refused.append(item)
+                    continue
+                filename = display_filename(item.filename)
+                got = await self._receive_one(item.chunks)
+                if isinstance(got, PhotoqError):
+                    refused.append(Rejected(filename, got))
                 else:
-                    received[len(entries)] = outcome
-                    entries.append({"filename": filename})
-            if not entries:
-                raise BadRequest("The request has no file parts; send one or more parts named 'file'.",
-                                 code="no_files")
-            if received:
-                await self._store_and_queue(album_id, entries, received)
+                    received[len(refused)] = (filename, got)
+                    refused.append(None)
+            stored = await self._store_and_queue(album_id, received) if received else {}
         finally:
-            await self.storage.remove_uploads(r.temp for r in received.values())
-        return self._response(entries)
+            await self.storage.remove_uploads(r.temp for _, r in received.values())
+        return [stored[index] if outcome is None else outcome for index, outcome in enumerate(refused)]
 
-    async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int) -> tuple[int, dict]:
-        """A whole file that arrived another way (a finished resumable upload) takes a multipart part's road from
-        here: probe, dedup, store the original, photo + jobs. Returns (HTTP status, the entry an upload response
-        would list for it). The file may have been moved into the store; what is left there is the caller's."""
-        entry: dict = {"filename": display_filename(filename)}
-        probe = await probe_file(path, self.limits.max_pixels) if size else Rejection(400, "empty_file",
-                                                                                         "The file is empty.")
-        if isinstance(probe, Rejection):
-            entry.update(status="rejected", error=probe.code, message=probe.message)
-            return probe.status, entry
-        await self._store_and_queue(album_id, [entry], {0: Received(path, sha256, size, probe)})
-        return (202 if entry["status"] == "pending" else 200), entry
+    async def receive_file(self, album_id: int, path: Path, filename: str, sha256: str, size: int) -> FileOutcome:
+        """A whole file that arrived another way (a finished resumable upload, `photoq import`) takes an uploaded
+        file's road from here: probe, dedup, store the original, photo + jobs. The file may have been moved into
+        the store; what is left there is the caller's."""
+        shown = display_filename(filename)
+        probe = await probe_file(path, self.limits.max_pixels) if size else empty_file()
+        if isinstance(probe, PhotoqError):
+            return Rejected(shown, probe)
+        stored = await self._store_and_queue(album_id, {0: (shown, Received(path, sha256, size, probe))})
+        return stored[0]
 
-    async def _store_and_queue(self, album_id: int, entries: list[dict], received: dict[int, Received]) -> None:
+    async def receive_unstored(self, chunks: AsyncIterator[bytes]) -> Received | PhotoqError:
+        """One file checked as an uploaded one is (size, type by content, pixels) into a temp file that is then the
+        caller's: the share inbox (shares.py) keeps it until its album is chosen."""
+        return await self._receive_one(chunks)
+
+    async def _receive_one(self, chunks: AsyncIterator[bytes]) -> Received | PhotoqError:
+        """One file into a temp file: hashed, its size and first bytes checked as they arrive, then probed. On a
+        refusal nothing of it is kept, and the rest of its chunks are left unread."""
+        temp = self.storage.new_upload_path()
+        keep = False
+        try:
+            streamed = await self._stream_to_file(chunks, temp)
+            if isinstance(streamed, PhotoqError):
+                return streamed
+            sha256, size = streamed
+            probe = await probe_file(temp, self.limits.max_pixels)
+            if isinstance(probe, PhotoqError):
+                return probe
+            keep = True
+            return Received(temp, sha256, size, probe)
+        finally:
+            if not keep:
+                await self.storage.remove_uploads([temp])
+
+    async def _stream_to_file(self, chunks: AsyncIterator[bytes], temp: Path) -> tuple[str, int] | PhotoqError:
+        hasher = hashlib.sha256()
+        size = 0
+        head = b""
+        next_disk_check = DISK_CHECK_EVERY_BYTES
+        try:
+            async with aiofiles.open(temp, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.limits.max_file_bytes:
+                        return PayloadTooLarge(f"The file is larger than the {self.limits.max_file_bytes} bytes "
+                                               "allowed.")
+                    if len(head) < imaging.SNIFF_BYTES:
+                        head += chunk[: imaging.SNIFF_BYTES - len(head)]
+                        if len(head) >= imaging.SNIFF_BYTES and imaging.sniff(head) is None:
+                            return UnsupportedMedia(NOT_AN_IMAGE)
+                    hasher.update(chunk)
+                    await out.write(chunk)
+                    if size >= next_disk_check:
+                        next_disk_check += DISK_CHECK_EVERY_BYTES
+                        self.check_disk(0)
+        except OSError as exc:
+            if out_of_disk(exc):
+                raise disk_full() from None
+            raise
+        if size == 0:
+            return empty_file()
+        return hasher.hexdigest(), size
+
+    async def _store_and_queue(self, album_id: int, received: dict[int, tuple[str, Received]]
+                               ) -> dict[int, Accepted | Duplicate]:
+        """Store the originals and add the photos and their jobs in one go; the outcome of each, by the same key.
+        Several copies of one file in a request are one photo (the first) and duplicates of it."""
         first_index_of: dict[str, int] = {}
-        for index, item in received.items():
+        for index, (_, item) in received.items():
             first_index_of.setdefault(item.sha256, index)
         unique = {index: received[index] for index in first_index_of.values()}
-        relpaths = {i: self.storage.original_relpath(r.sha256, r.probe.format) for i, r in unique.items()}
+        relpaths = {i: self.storage.original_relpath(r.sha256, r.probe.format) for i, (_, r) in unique.items()}
 
-        staged_ids = await self.db.stage_files([(relpaths[i], unique[i].sha256) for i in unique], self.queue.clock())
+        staged_ids = await self.db.stage_files([(relpaths[i], r.sha256) for i, (_, r) in unique.items()],
+                                                self.queue.clock())
         try:
-            for index, item in unique.items():
+            for index, (_, item) in unique.items():
                 try:
                     await self.storage.store_original(item.temp, relpaths[index])
                 except OSError as exc:
                     if out_of_disk(exc):
                         raise disk_full() from None
                     raise
-            photos = [self._new_photo(entries[i]["filename"], item) for i, item in unique.items()]
+            photos = [self._new_photo(filename, item) for filename, item in unique.values()]
             try:
                 results = await self.queue.add_photos(album_id, photos, staged_ids)
             except LookupError:
@@ -315,19 +293,21 @@ class Ingest:
             await self.db.unstage(staged_ids, self.storage.remove_relpaths)
             raise
 
+        outcomes: dict[int, Accepted | Duplicate] = {}
         photo_id_of: dict[str, int] = {}
-        for (index, item), (photo_id, duplicate_of) in zip(unique.items(), results, strict=True):
+        for (index, (filename, item)), (photo_id, duplicate_of) in zip(unique.items(), results, strict=True):
             if photo_id is not None:
-                entries[index].update(status="pending", id=photo_id)
+                outcomes[index] = Accepted(filename, photo_id)
                 if self.queue.metrics is not None:
                     self.queue.metrics.ingested(item.size)
                 photo_id_of[item.sha256] = photo_id
             else:
-                entries[index].update(status="duplicate", duplicate_of=duplicate_of)
+                outcomes[index] = Duplicate(filename, duplicate_of)
                 photo_id_of[item.sha256] = duplicate_of
-        for index, item in received.items():
+        for index, (filename, item) in received.items():
             if index not in unique:
-                entries[index].update(status="duplicate", duplicate_of=photo_id_of[item.sha256])
+                outcomes[index] = Duplicate(filename, photo_id_of[item.sha256])
+        return outcomes
 
     @staticmethod
     def _new_photo(filename: str, item: Received) -> NewPhoto:
@@ -336,15 +316,3 @@ class Ingest:
             filename=filename, sha256=item.sha256, size_bytes=item.size, width=p.width, height=p.height,
             format=p.format, content_type=p.content_type, taken_at=p.taken_at, exif=p.exif,
         )
-
-    @staticmethod
-    def _response(entries: list[dict]) -> tuple[int, dict]:
-        accepted = sum(1 for e in entries if e["status"] == "pending")
-        rejected_statuses = [e.pop("_status") for e in entries if e["status"] == "rejected"]
-        body = {"accepted": accepted, "rejected": len(rejected_statuses), "photos": entries}
-        if accepted:
-            return 202, body
-        if len(rejected_statuses) == len(entries):
-            statuses = set(rejected_statuses)
-            return (statuses.pop() if len(statuses) == 1 else 400), body
-        return 200, body  # nothing new, but nothing refused: every file was already in the album

@@ -26,17 +26,38 @@ PRIORITY = {JobKind.THUMBNAIL: 0, JobKind.VARIANT: 10}
 
 
 MAX_ALBUM_NAME = 200
+# Control characters: NUL, escapes, tabs and line breaks (also U+2028/U+2029), unpaired surrogates.
+CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+# Invisible ones: format characters (bidi overrides and isolates, which can make "gpj.exe" display as "exe.jpg";
+# zero-width spaces and joiners; soft hyphens) and private-use characters, which every program draws differently.
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Co"})
+
+
+def clean_text(raw: str) -> str:
+    """A name a client chose (an album's, a file's) as photoq keeps and shows it: without control or invisible
+    characters, and without surrounding whitespace. The one cleaning rule for every such name."""
+    unshown = CONTROL_CATEGORIES | INVISIBLE_CATEGORIES
+    return "".join(c for c in raw if unicodedata.category(c) not in unshown).strip()
+
+
+def has_control_characters(raw: str) -> bool:
+    return any(unicodedata.category(c) in CONTROL_CATEGORIES for c in raw)
 
 
 def clean_album_name(raw: object) -> str:
-    """The album name as stored; ValueError (a sentence for people) when it is not acceptable."""
-    if not isinstance(raw, str) or not raw.strip():
+    """The album name as stored (clean_text); ValueError (a sentence for people) when it is not acceptable.
+
+    A name is typed on purpose, so a control character in it is a client's bug or an attack and is refused; invisible
+    characters come along unnoticed with pasted text, so they are removed, as from filenames."""
+    if not isinstance(raw, str):
         raise ValueError("The album needs a non-empty name.")
-    name = raw.strip()
+    if has_control_characters(raw):
+        raise ValueError("The album name may not contain control characters or invalid text.")
+    name = clean_text(raw)
+    if not name:
+        raise ValueError("The album needs a non-empty name (invisible characters do not count).")
     if len(name) > MAX_ALBUM_NAME:
         raise ValueError(f"The album name is longer than {MAX_ALBUM_NAME} characters.")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):  # NUL, line breaks, unpaired surrogates
-        raise ValueError("The album name may not contain control characters or invalid text.")
     return name
 
 
@@ -45,6 +66,17 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def original_version(sha256: str) -> str:
+    """The version a photo's original URL carries: its content, so it can be cached for good."""
+    return sha256[:16]
+
+
+def output_version(sha256: str, written_at: float) -> str:
+    """The version an output's URL carries: the original it shows and when it was written, so a re-render (or any
+    other picture) never hides behind a cached one."""
+    return f"{sha256[:12]}-{round(written_at * 1000):x}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +155,7 @@ class Job:
     last_error: str | None
     created_at: float
     outputs: tuple[str, ...] | None = None  # the output names to render; None renders every output of its kind
+    lease_token: str | None = None  # written by the claim that leased it; only that lease may record its result
 
 
 @dataclass(frozen=True)
@@ -158,6 +191,7 @@ class OutputFile:
     format: str | None = None  # the format it was written in (None: recorded before schema version 3)
     spec: str | None = None  # imaging.spec_fingerprint of what rendered it (None: before schema version 3)
     created_at: float | None = None  # when it was written (as read back from the database)
+    source_sha256: str | None = None  # the original it was rendered from (None: before schema version 4)
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,8 @@ class JobQueue:
 
     async def renew(self, jobs: Sequence[Job]) -> None:
         if jobs:
-            await self.db.renew_leases([(j.id, j.attempts) for j in jobs], self.clock() + self.settings.lease_seconds)
+            await self.db.renew_leases([(j.id, j.lease_token) for j in jobs if j.lease_token is not None],
+                                      self.clock() + self.settings.lease_seconds)
 
     async def complete(self, job: Job, outputs: Sequence[OutputFile]) -> PhotoState | None:
         self.breaker.record_success()

@@ -31,8 +31,8 @@ from typing import Any
 import aiofiles
 
 from . import imaging
-from .errors import PayloadTooLarge, PhotoqError
-from .ingest import Ingest
+from .errors import ChecksumMismatch, PayloadTooLarge, PhotoqError
+from .ingest import FileOutcome, Ingest, Rejected
 from .storage import fsync_directory
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,6 @@ WRITE_BYTES = 1024 * 1024  # network reads are gathered into writes of about thi
 CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {"sha1": hashlib.sha1, "sha256": hashlib.sha256,
                                                      "md5": hashlib.md5}
 MAX_SWEEP_INTERVAL_SECONDS = 900.0
-
-
-class ChecksumMismatch(PhotoqError):
-    status = 460  # tus 1.0, checksum extension
-    code = "checksum_mismatch"
-    default_message = "The bytes do not match their Upload-Checksum; they were discarded, send them again."
 
 
 class TakenOver(Exception):
@@ -277,26 +271,24 @@ class ResumableUploads:
 
     # -- finishing ---------------------------------------------------------------------------------------------
 
-    async def finish(self, upload: ResumableUpload, ingest: Ingest) -> tuple[int, dict]:
-        """Hand a complete upload to ingest, exactly as a multipart part, and record the outcome (the caller holds
-        the session lock). A file that is refused or a duplicate loses its bytes; an accepted one was moved."""
+    async def finish(self, upload: ResumableUpload, ingest: Ingest) -> FileOutcome:
+        """Hand a complete upload to ingest, exactly as a multipart part (the caller holds the session lock, and
+        records the outcome with record_result, which removes the bytes of a file refused or already there)."""
         session = self._sessions.get(upload.id)
         if session is not None and session.sha256 is not None and session.hashed == upload.length:
             sha256 = session.sha256.hexdigest()
         else:
             sha256 = await asyncio.to_thread(_hash_file, self.data_path(upload.id))
         try:
-            status, entry = await ingest.receive_file(upload.album_id, self.data_path(upload.id), upload.filename,
-                                                      sha256, upload.length)
+            return await ingest.receive_file(upload.album_id, self.data_path(upload.id), upload.filename, sha256,
+                                             upload.length)
         except PhotoqError as exc:
             if exc.status >= 500:  # a full disk, say: the bytes stay and finishing is tried again
                 raise
-            status, entry = exc.status, {"filename": upload.filename, "status": "rejected", "error": exc.code,
-                                         "message": exc.message}
-        await self.record_result(upload, status, entry)
-        return status, entry
+            return Rejected(upload.filename, exc)  # e.g. the album was deleted meanwhile
 
     async def record_result(self, upload: ResumableUpload, status: int, entry: dict) -> None:
+        """The answer to the upload's last byte (chosen by the web layer), kept until the upload expires."""
         upload.result, upload.result_status = entry, status
         upload.expires_at = self.expires_from_now()
         await self.save(upload)

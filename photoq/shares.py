@@ -19,13 +19,12 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import BodyPartReader, MultipartReader
-
 from .errors import BadRequest, PayloadTooLarge
-from .ingest import Ingest, Received, RequestBody, display_filename
+from .ingest import FileOutcome, IncomingFile, Ingest, Received, Rejected, display_filename
 
 SHARE_TTL_SECONDS = 3600
 MAX_SHARES = 20
@@ -73,8 +72,9 @@ class ShareInbox:
     def _dir(self, token: str) -> Path:
         return self.root / token
 
-    async def receive(self, reader: MultipartReader, content_length: int | None) -> Share:
-        """Park the parts named `file` of a share; other fields (title, text, url) are read and ignored."""
+    async def receive(self, parts: AsyncIterable[IncomingFile | Rejected], content_length: int | None) -> Share:
+        """Park the parts named `file` of a share (the web layer reads them, with the upload limits); other fields
+        (title, text, url) are ignored."""
         limits = self.ingest.limits
         if content_length is not None and content_length > limits.max_request_bytes:
             raise PayloadTooLarge(f"At most {limits.max_request_bytes} bytes can be shared at once.")
@@ -84,17 +84,14 @@ class ShareInbox:
         folder = self._dir(token)
         await asyncio.to_thread(folder.mkdir, parents=True)
         files: list[SharedFile] = []
-        body = RequestBody(self.ingest.storage, limits, self.ingest.check_disk)
         try:
-            while (part := await body.next_part(reader)) is not None:
-                if not isinstance(part, BodyPartReader) or part.name != "file":
-                    await body.receive_part(part)  # drains it: nested or other fields are not files
+            async for part in parts:
+                if isinstance(part, Rejected):
+                    if part.error.code != "unexpected_field":  # a share's title or text is not a file
+                        files.append(SharedFile(len(files), part.filename, 0, None, None, part.error.message))
                     continue
-                if len(files) >= limits.max_files_per_request:
-                    raise PayloadTooLarge(f"At most {limits.max_files_per_request} files can be shared at once.",
-                                          code="too_many_files")
                 filename = display_filename(part.filename)
-                outcome = await body.receive_part(part)
+                outcome = await self.ingest.receive_unstored(part.chunks)
                 if isinstance(outcome, Received):
                     await asyncio.to_thread(os.replace, outcome.temp, folder / str(len(files)))
                     files.append(SharedFile(len(files), filename, outcome.size, outcome.sha256,
@@ -139,21 +136,17 @@ class ShareInbox:
     def file_path(self, share: Share, index: int) -> Path:
         return self._dir(share.token) / str(index)
 
-    async def add_to_album(self, share: Share, album_id: int) -> list[dict]:
-        """Every addable file of the share into the album, as uploads are; then the share is gone. Returns the
-        entries an upload response lists (pending / duplicate / rejected)."""
-        entries = []
+    async def add_to_album(self, share: Share, album_id: int) -> list[FileOutcome]:
+        """Every addable file of the share into the album, as uploads are; then the share is gone. One outcome per
+        addable file."""
+        outcomes = []
         try:
-            for shared in share.files:
-                if shared.error is not None:
-                    entries.append({"filename": shared.filename, "status": "rejected", "message": shared.error})
-                    continue
-                _, entry = await self.ingest.receive_file(album_id, self.file_path(share, shared.index),
-                                                          shared.filename, shared.sha256 or "", shared.size)
-                entries.append(entry)
+            for shared in share.addable:
+                outcomes.append(await self.ingest.receive_file(album_id, self.file_path(share, shared.index),
+                                                               shared.filename, shared.sha256 or "", shared.size))
         finally:
             await self.discard(share.token)
-        return entries
+        return outcomes
 
     async def discard(self, token: str) -> None:
         if valid_token(token):

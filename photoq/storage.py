@@ -5,7 +5,8 @@
       token                          the generated admin token (0600)
       originals/ab/cd/<sha256>.jpg   content-addressed originals
       variants/<nn>/<photo id>/      a photo's outputs (thumb-150.webp, ...)
-      tmp/                           uploads being received; emptied at start-up
+      tmp/                           uploads being received (upload-<owner>-<random>.part); emptied at start-up
+      serve.lock                     held by the running server (embedded database only); see datadir_lock.py
       resumable/<id>/                resumable (tus) uploads: their bytes and state; see resumable.py
 
 Nothing on disk is ever named by a client. Every write lands under a temporary name first and is renamed into place.
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import shutil
+import socket
 import sqlite3
 import uuid
 from collections.abc import Iterable
@@ -68,8 +71,28 @@ class Storage:
     def variant_path(self, photo_id: int, output_name: str, fmt: str) -> Path:
         return self.variant_dir(photo_id) / imaging.output_filename(imaging.OutputSpec(output_name, 1, 1, fmt))
 
+    def highest_ids_on_disk(self) -> dict[str, int]:
+        """The highest photo id with a variant folder and the highest album id a resumable upload is bound for: ids
+        handed out once, which a database that starts counting for good (schema version 4) must count past."""
+        highest = {"photos": 0, "albums": 0}
+        if self.variants.is_dir():
+            for bucket in os.scandir(self.variants):
+                if bucket.is_dir(follow_symlinks=False):
+                    ids = [int(e.name) for e in os.scandir(bucket.path) if e.name.isdigit()]
+                    highest["photos"] = max([highest["photos"], *ids])
+        resumable = self.root / "resumable"
+        if resumable.is_dir():
+            for upload in os.scandir(resumable):
+                try:
+                    album_id = json.loads((Path(upload.path) / "info.json").read_bytes())["album_id"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                if isinstance(album_id, int):
+                    highest["albums"] = max(highest["albums"], album_id)
+        return highest
+
     def new_upload_path(self) -> Path:
-        return self.tmp / f"upload-{uuid.uuid4().hex}.part"
+        return self.tmp / f"upload-{owner_tag()}-{uuid.uuid4().hex}.part"
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -126,6 +149,12 @@ class Storage:
 
         await asyncio.to_thread(remove)
 
+    async def remove_outputs(self, photo_id: int, outputs: Iterable[tuple[str, str]]) -> None:
+        """Delete these (output name, format) files of a photo."""
+        doomed = [self.variant_path(photo_id, name, fmt) for name, fmt in outputs]
+        if doomed:
+            await asyncio.to_thread(_unlink_all, doomed)
+
     async def remove_other_formats(self, photo_id: int, outputs: Iterable[tuple[str, str]]) -> None:
         """For each (output name, format just written): delete that output's files in any other output format."""
         stale = [self.variant_path(photo_id, name, other) for name, fmt in outputs
@@ -147,10 +176,16 @@ class Storage:
                 return path, fmt
         return None
 
-    def sweep_temp(self) -> int:
-        """Start-up: remove every upload a previous run was still receiving. Returns how many."""
+    def sweep_temp(self, everything: bool = True) -> int:
+        """Start-up: remove the uploads a previous run was still receiving. Returns how many.
+
+        `everything` when this process owns the directory (the embedded database, under the serve lock): whatever is
+        in tmp/ was left by a dead run. Otherwise (several nodes on one shared directory) only this machine's files
+        whose process is gone: another node's uploads in flight are not ours to delete."""
         removed = 0
         for entry in os.scandir(self.tmp):
+            if not everything and not _left_by_dead_process_here(entry.name):
+                continue
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
                 removed += 1
@@ -158,6 +193,32 @@ class Storage:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
         return removed
+
+
+def owner_tag() -> str:
+    """Who writes a temp file: this machine and process, so a node on a shared directory can tell its own apart."""
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c == ".")[:64] or "host"
+    return f"{host}.{os.getpid()}"
+
+
+def _left_by_dead_process_here(name: str) -> bool:
+    """A temp file named by owner_tag() of this machine whose process no longer runs (or is this one, which has
+    nothing in flight at start-up)."""
+    parts = name.split("-")
+    if len(parts) < 3 or parts[0] != "upload":
+        return False
+    host, _, pid = parts[1].rpartition(".")
+    if host != owner_tag().rpartition(".")[0] or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def fsync_directory(directory: Path) -> None:

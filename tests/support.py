@@ -91,6 +91,22 @@ def multipart(*files: tuple[str, bytes], field: str = "file") -> aiohttp.FormDat
     return form
 
 
+async def log_in(client, token: str = TEST_TOKEN, next_path: str = "/", headers: dict | None = None):
+    """Log in through the login form, as a person does; returns the response (303, with the session cookie)."""
+    async with client.post("/login", data={"token": token, "next": next_path}, headers=headers,
+                           allow_redirects=False) as response:
+        assert response.status == 303, response.status
+        return response
+
+
+def session_csrf(client) -> str:
+    """The CSRF token of the session `client` is logged in with (an aiohttp test client of a photoq app)."""
+    from photoq.web.keys import SESSIONS
+
+    cookie = next(c for c in client.session.cookie_jar if c.key == "photoq_session")
+    return client.app[SESSIONS].csrf_token(cookie.value)
+
+
 @dataclass
 class SseEvent:
     id: int | None
@@ -176,8 +192,10 @@ def free_port() -> int:
 class ServerProcess:
     """`photoq serve` in a subprocess on a free port, with its output in a log file."""
 
-    def __init__(self, data_dir: Path, workers: int = 2, extra_env: dict | None = None, config: Path | None = None):
+    def __init__(self, data_dir: Path, workers: int = 2, extra_env: dict | None = None, config: Path | None = None,
+                 preexec_fn=None):
         self.data_dir = data_dir
+        self.preexec_fn = preexec_fn
         self.workers = workers
         self.port = free_port()
         self.extra_env = extra_env or {}
@@ -198,7 +216,7 @@ class ServerProcess:
             args += ["--config", str(self.config)]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.data_dir.parent,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=self.preexec_fn)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -171,3 +171,12 @@ print(outcome(lambda: os.chroot("/")), outcome(lambda: socket.socket(socket.AF_N
     # chroot is refused by the filter even to root; without the filter root may chroot("/").
     assert (chroot, netlink, wx_memory) == ("EPERM", "EAFNOSUPPORT", "EPERM")
     assert (inet, unix, nice) == ("allowed", "allowed", "allowed")
+
+
+def test_open_file_limit_leaves_the_default_connection_cap_its_room(service):
+    from photoq.config import ServerSettings
+    from photoq.web.connections import ACCEPT_BATCH, ACCEPT_BATCHES_IN_FLIGHT, RESERVED_DESCRIPTORS
+
+    # systemd's default soft limit (1024) would lower max_connections; the unit raises it above cap + reserve.
+    needed = ServerSettings().max_connections + RESERVED_DESCRIPTORS + ACCEPT_BATCH * ACCEPT_BATCHES_IN_FLIGHT
+    assert int(service["LimitNOFILE"]) >= needed

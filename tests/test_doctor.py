@@ -153,3 +153,44 @@ async def test_pruning_follows_keep_done_days(start_client):
     queue.settings = type(queue.settings)(keep_done_days=1)
     assert await queue.prune_finished_jobs() == 2
     assert (await client.app[DB].job_counts())["complete"] == 0
+
+
+async def test_doctor_finds_and_repairs_outputs_that_are_not_their_photos(client, album, tmp_path):
+    """What a reused id left behind before ids were never reused: an output rendered from another picture recorded
+    under a photo, and a file in its folder that none of its outputs lists."""
+    from .support import jpeg as make_jpeg
+
+    async with client.post(f"/api/albums/{album}/photos", data=multipart(("a.jpg", make_jpeg(640, 480, seed=3))),
+                           headers=AUTH) as r:
+        [photo_id] = [p["id"] for p in (await r.json())["photos"]]
+    await wait_for_photos(client, [photo_id])
+    data = client.app[DB].path.parent
+    folder = data / "variants" / f"{photo_id % 256:02x}" / str(photo_id)
+    import sqlite3
+
+    with sqlite3.connect(data / "photoq.db") as conn:
+        # A display variant rendered from a square picture, as an old photo's late job recorded it.
+        conn.execute("UPDATE outputs SET width = 1080, height = 1080, source_sha256 = NULL "
+                     "WHERE photo_id = ? AND name = 'display-1080x1920'", (photo_id,))
+        # A thumbnail that says it was rendered from another original.
+        conn.execute("UPDATE outputs SET source_sha256 = ? WHERE photo_id = ? AND name = 'thumb-150'",
+                     ("f" * 64, photo_id))
+    stray = folder / "thumb-999.webp"
+    stray.write_bytes(b"someone else's picture")
+    make_old(stray, seconds=10 * 3600)  # written before this photo existed
+
+    report = photoq("doctor", "--data-dir", str(data), cwd=tmp_path)
+    assert report.returncode == 1, report.stdout + report.stderr
+    assert f"output not of its photo: photo {photo_id} variant (display-1080x1920.webp" in report.stdout
+    assert f"output not of its photo: photo {photo_id} thumbnail (thumb-150.webp" in report.stdout
+    assert f"stray output file: {stray.relative_to(data)}" in report.stdout
+
+    repaired = photoq("doctor", "--repair", "--data-dir", str(data), cwd=tmp_path)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert not stray.exists()
+    await wait_for_photos(client, [photo_id])  # the jobs rendered them again, from this photo
+    outputs = await client.app[DB].photo_outputs(photo_id)
+    assert outputs["display-1080x1920"].height < outputs["display-1080x1920"].width
+    assert outputs["thumb-150"].source_sha256 == outputs["display-1080x1920"].source_sha256 != "f" * 64
+    healthy = photoq("doctor", "--data-dir", str(data), cwd=tmp_path)
+    assert healthy.returncode == 0, healthy.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from .support import AUTH, TEST_TOKEN, image_bytes, jpeg, multipart
+from .support import AUTH, image_bytes, jpeg, log_in, multipart
 
 
 async def upload(client, album_id, *files) -> list[int]:
@@ -69,8 +69,7 @@ async def test_an_empty_album_is_an_empty_zip(client, album):
 
 async def test_the_form_post_needs_the_session_and_its_csrf_token(client, album):
     ids = await upload(client, album, ("a.jpg", jpeg(seed=5)), ("b.jpg", jpeg(seed=6)))
-    async with client.get(f"/login?token={TEST_TOKEN}", allow_redirects=False) as r:
-        assert r.status == 303
+    await log_in(client)
     async with client.get(f"/albums/{album}") as r:
         page = await r.text()
     csrf = page.split('name="csrf-token" content="')[1].split('"')[0]

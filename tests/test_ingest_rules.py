@@ -8,7 +8,9 @@ import zlib
 
 import pytest
 
-from photoq.web.keys import STORAGE
+from photoq.errors import BadRequest
+from photoq.ingest import Accepted, Duplicate, IncomingFile, Rejected
+from photoq.web.keys import INGEST, STORAGE
 
 from .support import AUTH, jpeg, multipart, noisy_png, wait_for_photos
 
@@ -79,6 +81,58 @@ async def test_file_over_the_byte_limit_is_rejected_and_others_are_kept(start_cl
     assert leftovers(client) == []
 
 
+async def test_when_every_file_is_refused_the_answer_is_an_error_with_the_per_file_body(start_client):
+    client = await start_client(upload={"max_file_bytes": 50_000})
+    async with client.post("/api/albums", json={"name": "A"}, headers=AUTH) as r:
+        album = (await r.json())["id"]
+    text, html, big = b"plain text, not a photo\n" * 10, b"<!doctype html><p>no</p>" * 10, noisy_png(200, 200, seed=5)
+    status, body = await upload(client, album, ("a.jpg", text), ("b.png", big), ("c.jpg", html))
+    assert status == 400  # refusals of different kinds
+    assert body["error"] == "unsupported_media_type"  # the first one's
+    assert body["message"] == "All 3 files were rejected: 2 are not supported images, 1 is too large."
+    assert body["accepted"] == 0 and body["rejected"] == 3
+    assert [(p["filename"], p["error"]) for p in body["photos"]] == [
+        ("a.jpg", "unsupported_media_type"), ("b.png", "too_large"), ("c.jpg", "unsupported_media_type")]
+    # of one kind: its status
+    status, body = await upload(client, album, ("a.jpg", text), ("c.jpg", html))
+    assert status == 415 and body["error"] == "unsupported_media_type"
+    assert body["message"] == "All 2 files were rejected: 2 are not supported images."
+    status, body = await upload(client, album, ("b.png", big), ("empty.jpg", b""))
+    assert status == 400 and body["error"] == "too_large"
+    assert body["message"] == "All 2 files were rejected: 1 is too large, 1 is empty."
+    # one file accepted: no error, whatever the others were
+    status, body = await upload(client, album, ("a.jpg", text), ("ok.jpg", jpeg(64, 64, seed=6)))
+    assert status == 202 and "error" not in body and "message" not in body
+    # every file there already: nothing refused, so no error either
+    status, body = await upload(client, album, ("again.jpg", jpeg(64, 64, seed=6)))
+    assert status == 200 and "error" not in body and body["photos"][0]["status"] == "duplicate"
+    assert leftovers(client) == []
+
+
+async def test_ingest_answers_typed_outcomes_without_http(client, album):
+    """Ingest takes (filename, chunks) from any source and answers per file; the web layer picks statuses."""
+    ingest = client.app[INGEST]
+    good = jpeg(64, 64, seed=7)
+
+    async def chunks_of(data: bytes):
+        for i in range(0, len(data), 1000):
+            yield data[i:i + 1000]
+
+    async def files():
+        yield IncomingFile("a/../first.jpg", chunks_of(good))
+        yield IncomingFile("second.jpg", chunks_of(good))
+        yield IncomingFile("notes.txt", chunks_of(b"not an image at all, " * 20))
+        yield Rejected("odd", BadRequest("refused by the caller", code="unexpected_field"))
+
+    first, second, notes, odd = await ingest.receive(album, files())
+    assert isinstance(first, Accepted) and first.filename == "first.jpg"
+    assert second == Duplicate("second.jpg", first.photo_id)
+    assert isinstance(notes, Rejected) and notes.filename == "notes.txt"
+    assert (notes.error.code, notes.error.status) == ("unsupported_media_type", 415)
+    assert isinstance(odd, Rejected) and odd.error.code == "unexpected_field"
+    assert leftovers(client) == []
+
+
 async def test_too_many_files_refuses_the_whole_request_and_stores_nothing(start_client):
     client = await start_client(upload={"max_files_per_request": 2})
     async with client.post("/api/albums", json={"name": "A"}, headers=AUTH) as r:
@@ -123,6 +177,8 @@ async def test_bad_files_get_the_contracts_error(client, album, name, data, expe
     entry = body["photos"][0]
     assert entry["status"] == "rejected" and entry["error"] == expected_error
     assert entry["message"] and entry["filename"] == name
+    # every part refused: the contract's top-level error too, here the file's own
+    assert body["error"] == expected_error and body["message"] == entry["message"]
     assert leftovers(client) == []
     async with client.get(f"/api/albums/{album}", headers=AUTH) as r:
         assert (await r.json())["photo_count"] == 0

@@ -15,23 +15,34 @@ def version_1_schema() -> str:
     return sql
 
 
-def version_3_schema() -> str:
-    """schema.sql as it was at version 3: no trash or cover columns, ids without AUTOINCREMENT, one photo per
-    content in an album (MIGRATIONS[2])."""
-    sql = schema_sql()
-    sql, count = re.subn(r"\n\s*(deleted_at|cover_photo_id|trashed_with_album)\s[^\n]*\(v4\)", "", sql)
-    assert count == 4
-    sql = re.sub(r",(\s*\n\);)", r"\1", sql)  # the albums table's last column lost its follower
-    sql = sql.replace("thumbhash          TEXT,", "thumbhash          TEXT,\n    UNIQUE (album_id, sha256)")
-    sql, count = re.subn(r"\nCREATE (UNIQUE )?INDEX photos_(live_content|trashed)[^\n]*", "", sql)
-    assert count == 2
-    return sql.replace(" AUTOINCREMENT", "")
-
-
 def version_2_schema() -> str:
     """schema.sql as it was at version 2: without outputs.format, outputs.spec and jobs.outputs (MIGRATIONS[1])."""
     sql, count = re.subn(r"\n\s*(format|spec|outputs)\s+TEXT,\s*--[^\n]*\(v3\)", "", version_3_schema())
     assert count == 3
+    return sql
+
+
+def version_5_schema() -> str:
+    """schema.sql as it was at version 5: no trash or cover columns, one photo per content (MIGRATIONS[4])."""
+    sql, count = re.subn(r"\n\s*(deleted_at|cover_photo_id|trashed_with_album)\s[^\n]*\(v6\)", "", schema_sql())
+    assert count == 4
+    sql = re.sub(r",(\s*\n\);)", r"\1", sql)  # the albums table's last column lost its followers
+    sql = sql.replace("thumbhash          TEXT,", "thumbhash          TEXT,\n    UNIQUE (album_id, sha256)")
+    sql, count = re.subn(r"\n(--[^\n]*\(v6\)[^\n]*\n)?CREATE (UNIQUE )?INDEX photos_(live_content|trashed)[^\n]*", "", sql)
+    assert count == 2
+    return sql
+
+
+def version_3_schema() -> str:
+    """schema.sql as it was at version 3: ids without AUTOINCREMENT, no jobs.lease_token, no outputs.source_sha256
+    (MIGRATIONS[2]) and no sessions or login_codes tables (MIGRATIONS[3])."""
+    sql, count = re.subn(r"\n--[^\n]*\(v5\)[^\n]*\n(?:--[^\n]*\n)*CREATE TABLE (sessions|login_codes) \(.*?\) WITHOUT ROWID;", "",
+                         version_5_schema(), flags=re.S)
+    assert count == 2
+    sql, count = re.subn(r"\n\s*(lease_token|source_sha256)\s+TEXT,\s*--[^\n]*\(v4\)", "", sql)
+    assert count == 2
+    sql, count = re.subn(r"INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY", sql)
+    assert count == 4
     return sql
 
 
@@ -59,7 +70,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path):
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 4
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 6
         photo = await db.get_photo(7)
         assert photo is not None and photo.filename == "old.jpg" and photo.thumbhash is None
         assert str(photo.processing_status) == "complete"
@@ -86,7 +97,7 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     db = Database(path)
     await db.open()
     try:
-        assert await db.schema_version() == 4
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
         photo = await db.get_photo(7)
         assert photo.thumbhash == "aGFzaA==" and str(photo.processing_status) == "processing"
         # An old output row does not know what rendered it; it is still served and counted.
@@ -101,12 +112,27 @@ async def test_a_version_2_database_is_migrated_and_keeps_its_outputs_and_jobs(t
     assert_same_columns_as_a_new_database(path)
 
 
+async def test_a_version_3_database_gets_the_session_tables(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(path, version_3_schema(), 3)
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        await db.insert_session("h" * 64, 1.0, 100.0)
+        assert await db.get_session("h" * 64) == (1.0, 1.0, 100.0)
+        assert (await db.get_album(1)).name == "Old"
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+
+
 def assert_same_columns_as_a_new_database(path) -> None:
     """The migrated tables have the same columns, in the same order, as a new database's."""
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(schema_sql())
     migrated = sqlite3.connect(path)
-    for table in ("albums", "photos", "outputs", "jobs"):
+    for table in ("albums", "photos", "outputs", "jobs", "job_attempts", "sessions", "login_codes"):
         assert columns(migrated, table) == columns(fresh, table), table
 
 
@@ -114,36 +140,100 @@ def columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")]
 
 
-async def test_a_version_3_database_gets_the_trash_and_ids_that_are_never_given_again(tmp_path):
+async def test_a_version_3_database_never_hands_out_an_id_it_handed_out_before(tmp_path):
+    """The newest rows were deleted before the upgrade: their ids (and the ids of pruned jobs still in the history,
+    and of variant folders and resumable uploads on disk) are not handed out again."""
     path = tmp_path / "photoq.db"
+    photo = """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                                   thumbnail_status, variant_status, created_at)
+               VALUES ({id}, {album}, 'p.jpg', '{sha}', 10, 4, 3, 'jpeg', 'image/jpeg', 'complete', 'complete', 2.0)"""
     old_database(
         path, version_3_schema(), 3,
-        """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
-                               thumbnail_status, variant_status, created_at)
-           VALUES (7, 1, 'old.jpg', 'ab', 10, 400, 300, 'jpeg', 'image/jpeg', 'complete', 'pending', 2.0)""",
-        "INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at, format, spec) "
-        "VALUES (7, 'thumb-150', 150, 113, 999, 3.0, 'webp', 'webp 150')",
+        "INSERT INTO albums (id, name, created_at) VALUES (2, 'Two', 1.0), (3, 'Three', 1.0)",
+        photo.format(id=5, album=1, sha="a" * 64),
+        photo.format(id=6, album=3, sha="b" * 64),
         "INSERT INTO jobs (id, photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
-        "VALUES (30, 7, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)",
-        "INSERT INTO job_attempts (photo_id, job_id, kind, attempt, started_at) VALUES (7, 30, 'variant', 1, 5.0)",
+        "VALUES (9, 5, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0), (10, 6, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)",
+        # Job 12 was pruned; its attempt stays in the history.
+        "INSERT INTO job_attempts (id, photo_id, job_id, kind, attempt, started_at) VALUES (20, 5, 12, 'thumbnail', 1, 3.0)",
+        "DELETE FROM albums WHERE id = 3",  # and with it photo 6 and job 10 (as foreign keys would cascade)
+        "DELETE FROM photos WHERE id = 6",
+        "DELETE FROM jobs WHERE id = 10",
     )
-    db = Database(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT max(id) FROM albums").fetchone()[0] == 2
+    assert conn.execute("SELECT max(id) FROM photos").fetchone()[0] == 5
+    conn.close()
+
+    db = Database(path, id_floors=lambda: {"photos": 7, "albums": 4})  # a variant folder 7, a tus upload for album 4
     await db.open()
     try:
-        assert await db.schema_version() == 4
-        photo = await db.get_photo(7)
-        assert photo.filename == "old.jpg" and photo.attempts == 1  # its history came along
-        assert list(await db.photo_outputs(7)) == ["thumb-150"]
-        (job,) = await db.list_jobs(None, 10)
-        assert (job.id, job.photo_id) == (30, 7)
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 6
+        assert (await db.get_photo(5)).filename == "p.jpg"  # the rows are kept
+        album = await db.create_album("New", 5.0)
+        assert album.id == 5
+        [(photo_id, _)] = await db.insert_photos(album.id, [_new_photo()], [], 5.0, 3)
+        assert photo_id == 8
+        jobs = await db.list_jobs(None, 10)
+        assert sorted(j.id for j in jobs) == [9, 13, 14]  # past pruned job 12
+        claimed, _ = await db.claim_jobs(6.0, 60.0, 1)
+        attempt_rows = sqlite3.connect(path).execute("SELECT max(id) FROM job_attempts").fetchone()[0]
+        assert claimed and attempt_rows == 21
+        # Deleting the newest rows now frees nothing either.
+        assert await db.delete_album(album.id, _no_files)
+        assert (await db.create_album("Newer", 6.0)).id == 6
     finally:
         await db.close()
     assert_same_columns_as_a_new_database(path)
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA foreign_keys = ON")
-    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    # The newest album, photo and job deleted: their ids are not given again.
-    conn.execute("DELETE FROM albums WHERE id = 1")
-    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0  # the cascade still works
-    assert conn.execute("INSERT INTO albums (name, created_at) VALUES ('New', 9.0) RETURNING id").fetchone()[0] == 2
+    assert "AUTOINCREMENT" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'photos'").fetchone()[0]
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    fresh = sqlite3.connect(":memory:")
+    fresh.executescript(schema_sql())
+    assert indexes == {r[0] for r in fresh.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def _new_photo():
+    from photoq.models import NewPhoto
+
+    return NewPhoto("n.jpg", "c" * 64, 10, 4, 3, "jpeg", "image/jpeg", None)
+
+
+async def _no_files(*_):
+    return None
+
+
+async def test_a_version_5_database_gets_the_trash_and_keeps_its_id_sequence(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(
+        path, version_5_schema(), 5,
+        """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                               thumbnail_status, variant_status, created_at)
+           VALUES (7, 1, 'old.jpg', 'ab', 10, 400, 300, 'jpeg', 'image/jpeg', 'complete', 'pending', 2.0)""",
+        "INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) VALUES (7, 'thumb-150', 150, 113, 9, 3.0)",
+        "INSERT INTO jobs (id, photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
+        "VALUES (30, 7, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)",
+        "UPDATE sqlite_sequence SET seq = 12 WHERE name = 'photos'",  # photos 8 to 12 were deleted before
+    )
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS) == 6
+        photo = await db.get_photo(7)
+        assert photo.filename == "old.jpg" and list(await db.photo_outputs(7)) == ["thumb-150"]
+        (job,) = await db.list_jobs(None, 10)
+        assert (job.id, job.photo_id) == (30, 7)
+        assert (await db.get_album(1)).cover_photo_id is None
+        assert await db.trash_photos([7], 5.0) == [(7, 1)]
+        assert await db.get_photo(7) is None
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'photos'").fetchone()[0] == 12
+    # The same bytes may come back while the old photo is in the trash.
+    conn.execute("INSERT INTO photos (album_id, filename, sha256, size_bytes, width, height, format, content_type, "
+                 "created_at) VALUES (1, 'again.jpg', 'ab', 10, 4, 3, 'jpeg', 'image/jpeg', 6.0)")
+    assert conn.execute("SELECT max(id) FROM photos").fetchone()[0] == 13
     conn.close()

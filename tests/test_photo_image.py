@@ -30,10 +30,10 @@ def test_display_versions_once_written_each_width_once_smallest_wide_enough_firs
     outputs = written(**{"display-1080x1920": 1920, "display-2160x3840": 3840, "display-1038x1278": 1278})
     image = choose_photo_image(photo(), VARIANTS, THUMBS, outputs)
     assert image.showing == "display"
-    assert image.src == "/api/photos/7/file?variant=display-1038x1278&v=18bcfe569f4"
-    assert image.srcset == ("/api/photos/7/file?variant=display-1038x1278&v=18bcfe569f4 1278w, "
-                            "/api/photos/7/file?variant=display-1080x1920&v=18bcfe569f4 1920w, "
-                            "/api/photos/7/file?variant=display-2160x3840&v=18bcfe569f4 3840w")
+    assert image.src == "/api/photos/7/file?variant=display-1038x1278&v=000000000000-18bcfe569f4"
+    assert image.srcset == ("/api/photos/7/file?variant=display-1038x1278&v=000000000000-18bcfe569f4 1278w, "
+                            "/api/photos/7/file?variant=display-1080x1920&v=000000000000-18bcfe569f4 1920w, "
+                            "/api/photos/7/file?variant=display-2160x3840&v=000000000000-18bcfe569f4 3840w")
     assert image.sizes == "min(100vw, 72rem, 107vh)"
     assert image.loading_width == "min(100vw, 72rem, 106.6667vh)"
 
@@ -53,7 +53,7 @@ def test_below_first_paint_width_the_widest_display_version_is_the_src():
 
 def test_the_original_meanwhile_when_browsers_can_show_it():
     image = choose_photo_image(photo(), VARIANTS, THUMBS, {})
-    assert (image.showing, image.src, image.srcset) == ("original", "/api/photos/7/file?variant=original", "")
+    assert (image.showing, image.src, image.srcset) == ("original", "/api/photos/7/file?variant=original&v=0000000000000000", "")
     assert image.loading_width.startswith("min(4000px, ")
 
 
@@ -64,7 +64,7 @@ def test_a_tiff_or_heic_original_shows_the_largest_thumbnail_else_nothing():
     image = choose_photo_image(replace(tiff, thumbnail_status=Status.COMPLETE), VARIANTS, THUMBS,
                                written(**{"thumb-600": 600, "thumb-150": 150}))
     assert image.showing == "thumbnail"
-    assert image.src == "/api/photos/7/file?variant=thumb-600&v=18bcfe569f4"
+    assert image.src == "/api/photos/7/file?variant=thumb-600&v=000000000000-18bcfe569f4"
     assert image.loading_width.startswith("min(600px, ")
     heic = photo(content_type="image/heic")
     assert choose_photo_image(heic, VARIANTS, THUMBS, written(**{"thumb-600": 600})).showing == "thumbnail"

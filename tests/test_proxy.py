@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 from photoq.config import ConfigError, load_settings
 from photoq.web.proxy import client_hop, parse_address
 
-from .support import AUTH, TEST_TOKEN, ServerProcess, SseReader, jpeg, multipart
+from .support import AUTH, ServerProcess, SseReader, jpeg, log_in, multipart
 
 LOCAL = (ip_network("127.0.0.1"), ip_network("::1"))
 # Capacity 2 and a refill of one token in about a day: the third request of a bucket is refused.
@@ -38,9 +38,8 @@ async def exhaust(client, forwarded_for: str | None = None) -> None:
 
 
 async def login_cookie(client, headers: dict) -> str:
-    async with client.get(f"/login?token={TEST_TOKEN}", headers=headers, allow_redirects=False) as response:
-        assert response.status == 303
-        return response.headers["Set-Cookie"]
+    response = await log_in(client, headers=headers)
+    return response.headers["Set-Cookie"]
 
 
 def is_secure(set_cookie: str) -> bool:

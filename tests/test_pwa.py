@@ -11,13 +11,13 @@ from PIL import Image
 
 from photoq.shares import MAX_SHARES, SHARE_TTL_SECONDS
 
-from .support import AUTH, TEST_TOKEN, jpeg
+from .support import AUTH, jpeg
+from .support import log_in as log_in_with_form
 
 
 async def log_in(client) -> str:
     """A browser session: the cookie is kept by the client; returns the page's CSRF token."""
-    async with client.get(f"/login?token={TEST_TOKEN}", allow_redirects=False) as r:
-        assert r.status == 303
+    await log_in_with_form(client)
     async with client.get("/") as r:
         return re.search(r'name="csrf-token" content="([^"]+)"', await r.text()).group(1)
 

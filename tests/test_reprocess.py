@@ -18,9 +18,19 @@ from photoq.config import Output
 from photoq.ops.doctor import Doctor
 from photoq.models import JobKind, OutputFile
 from photoq.ops.reprocess import settings_fingerprints
-from photoq.web.keys import CONFIG, CREDENTIALS, DB, QUEUE, STORAGE
+from photoq.web.keys import CONFIG, DB, QUEUE, STORAGE
 
-from .support import AUTH, TEST_TOKEN, ServerProcess, SseReader, jpeg, multipart, wait_for_photos
+from .support import (
+    AUTH,
+    TEST_TOKEN,
+    ServerProcess,
+    SseReader,
+    jpeg,
+    log_in,
+    multipart,
+    session_csrf,
+    wait_for_photos,
+)
 from .test_cli import photoq
 from .test_queue_behaviour import upload_with_originals_gone
 
@@ -221,8 +231,7 @@ async def test_a_photo_being_rendered_again_is_processing_and_keeps_showing_its_
             assert r.status == 200 and "X-Photoq-Fallback" not in r.headers  # the old output, until replaced
 
     # The gallery keeps the thumbnails made before instead of a "Queued" placeholder.
-    async with client.get(f"/login?token={TEST_TOKEN}", allow_redirects=False) as r:
-        assert r.status == 303
+    await log_in(client)
     async with client.get(f"/albums/{album}") as r:
         html = await r.text()
     for photo_id in ids:
@@ -307,14 +316,13 @@ async def test_bad_reprocess_requests_get_clear_errors_and_queue_nothing(start_c
     async with client.post("/api/admin/reprocess", json={}) as r:
         assert r.status == 401
     # A browser session needs the CSRF token, as every other write does.
-    async with client.get(f"/login?token={TEST_TOKEN}", allow_redirects=False) as r:
-        assert r.status == 303
+    await log_in(client)
     async with client.post("/api/admin/reprocess", json={}) as r:
         assert r.status == 403 and (await r.json())["error"] == "csrf_failed"
     assert (await job_counts(client))["pending"] == 0
     assert (await client.app[DB].get_photo(ids[0])).processing_status == "complete"
 
-    csrf = {"X-CSRF-Token": client.app[CREDENTIALS].csrf_token}
+    csrf = {"X-CSRF-Token": session_csrf(client)}
     status, answer = await post_json(client, "/api/admin/reprocess", {}, headers=csrf)
     assert status == 200 and answer["outputs"] == {"large": 1}
     await wait_for_photos(client, ids)

@@ -19,7 +19,7 @@ from photoq.resumable import CHECKPOINT_BYTES, WRITE_BYTES
 from photoq.web.keys import CONFIG, RESUMABLE, STORAGE
 
 from . import hostile as h
-from .support import AUTH, ServerProcess, jpeg, multipart, noisy_png, until, wait_for_photos
+from .support import AUTH, ServerProcess, jpeg, log_in, multipart, noisy_png, until, wait_for_photos
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -525,8 +525,7 @@ async def test_uploads_need_credentials_and_the_csrf_token_with_a_session(client
     assert r.status == 401
     cookie_client_headers = {**TUS, "Upload-Length": "100",
                              "Upload-Metadata": f"album_id {b64(str(album))},filename {b64('a.jpg')}"}
-    async with client.get(f"/login?token={AUTH['Authorization'].split()[1]}", allow_redirects=False):
-        pass
+    await log_in(client)
     async with client.post("/api/uploads", headers=cookie_client_headers) as r:
         assert r.status == 403 and (await r.json())["error"] == "csrf_failed"
 

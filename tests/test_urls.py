@@ -36,16 +36,16 @@ CASES = [
     ("photoFile", "photo_file", [5, "original"], {}),
     ("photoFile", "photo_file", [5, "display-1080x1920"], {}),
     ("photoFile", "photo_file", [5, "thumb 300/x"], {}),
-    ("photoFile", "photo_file", [5, "thumb-300", 1700000000.5], {}),
-    ("photoFile", "photo_file", [5, "thumb-300", 1733390000.0125], {}),
-    ("photoFile", "photo_file", [5, "thumb-300", 0.0005], {}),
+    ("photoFile", "photo_file", [5, "thumb-300", "ab12cd34ef56-18bcfe569f4"], {}),
+    ("photoFile", "photo_file", [5, "original", "ab12cd34ef56ab12"], {}),
+    ("photoFile", "photo_file", [5, "thumb-300", "odd version/&"], {}),
 ]
 
 
 def test_python_builder_gives_the_contract_paths():
     assert urls.photo_file(5) == "/api/photos/5/file?variant=original"
     assert urls.photo_file(5, "thumb-150") == "/api/photos/5/file?variant=thumb-150"
-    assert urls.photo_file(5, "thumb-150", 1700000000.5) == "/api/photos/5/file?variant=thumb-150&v=18bcfe569f4"
+    assert urls.photo_file(5, "thumb-150", "ab-18bcfe569f4") == "/api/photos/5/file?variant=thumb-150&v=ab-18bcfe569f4"
     assert urls.album_photos_api(3, limit=5, status=None) == "/api/albums/3/photos?limit=5"
     assert urls.album_page(2) == "/albums/2" and urls.photo_page(3) == "/photos/3"
 

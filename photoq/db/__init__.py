@@ -7,6 +7,7 @@
     catalogue.py    albums, photos, outputs, history, settings
     jobs.py         claims, leases and results; the queue's reads and admin verbs
     maintenance.py  doctor and reprocess
+    sessions.py     web sessions and one-time login codes
     sqlite.py       the SQLite backend, all of the above
 """
 

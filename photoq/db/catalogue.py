@@ -15,6 +15,7 @@ from ..models import (
     Photo,
     Stats,
     Status,
+    output_version,
 )
 from . import rows
 from .connection import SQLiteConnection
@@ -199,21 +200,24 @@ class SQLiteCatalogue(SQLiteConnection):
 
     async def photo_outputs(self, photo_id: int) -> dict[str, OutputFile]:
         found = await self._read_all(
-            "SELECT name, width, height, size_bytes, format, spec, created_at FROM outputs WHERE photo_id = ?",
+            "SELECT name, width, height, size_bytes, format, spec, created_at, source_sha256 FROM outputs "
+            "WHERE photo_id = ?",
             (photo_id,),
         )
         return {r["name"]: OutputFile(r["name"], r["width"], r["height"], r["size_bytes"], format=r["format"],
-                                      spec=r["spec"], created_at=r["created_at"]) for r in found}
+                                      spec=r["spec"], created_at=r["created_at"], source_sha256=r["source_sha256"])
+                for r in found}
 
-    async def output_versions(self, photo_ids: Sequence[int]) -> dict[int, dict[str, float]]:
-        versions: dict[int, dict[str, float]] = {}
+    async def output_versions(self, photo_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        versions: dict[int, dict[str, str]] = {}
         for chunk in rows.chunks(list(dict.fromkeys(photo_ids))):
             found = await self._read_all(
-                f"SELECT photo_id, name, created_at FROM outputs WHERE photo_id IN ({','.join('?' * len(chunk))})",
+                "SELECT o.photo_id, o.name, o.created_at, p.sha256 FROM outputs o JOIN photos p ON p.id = o.photo_id "
+                f"WHERE o.photo_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
             for r in found:
-                versions.setdefault(r["photo_id"], {})[r["name"]] = r["created_at"]
+                versions.setdefault(r["photo_id"], {})[r["name"]] = output_version(r["sha256"], r["created_at"])
         return versions
 
     async def photo_attempts(self, photo_id: int) -> list[Attempt]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from .migrations import migrate_sqlite
+from .migrations import IdFloors, migrate_sqlite
 from .store import Store
 from .writer import BUSY_TIMEOUT_MS, SQLiteWriter, Transaction
 
@@ -17,8 +17,11 @@ from .writer import BUSY_TIMEOUT_MS, SQLiteWriter, Transaction
 class SQLiteConnection(Store):
     """Connections and the helpers every part of the SQLite backend shares."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, id_floors: Callable[[], IdFloors] | None = None):
+        """`id_floors` tells a migration that starts counting ids for good which ids were handed out already
+        (Storage.highest_ids_on_disk); called only when such a migration runs."""
         self.path = Path(path)
+        self._id_floors = id_floors
         self.writer = SQLiteWriter(self.path)
         self._reader: aiosqlite.Connection | None = None
 
@@ -26,7 +29,7 @@ class SQLiteConnection(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await self.writer.start()
         try:
-            await self.writer.run(lambda conn: migrate_sqlite(conn, self.path))
+            await self.writer.run(lambda conn: migrate_sqlite(conn, self.path, self._id_floors))
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             self._reader.row_factory = sqlite3.Row
             await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

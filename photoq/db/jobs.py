@@ -41,7 +41,7 @@ class SQLiteJobs(SQLiteConnection):
         return await self.writer.execute_write_fn(
             lambda conn: _claim_jobs(conn, now, lease_until, 1, job_id), durable=False)
 
-    async def renew_leases(self, leases: Sequence[tuple[int, int]], lease_until: float) -> None:
+    async def renew_leases(self, leases: Sequence[tuple[int, str]], lease_until: float) -> None:
         await self.writer.execute_write_fn(lambda conn: _renew_leases(conn, leases, lease_until), durable=False)
 
     async def complete_job(self, job: Job, outputs: Sequence[OutputFile], now: float) -> PhotoState | None:
@@ -57,8 +57,8 @@ class SQLiteJobs(SQLiteConnection):
     async def reclaim_orphans(self, now: float) -> int:
         def reclaim(conn: sqlite3.Connection) -> int:
             count = len(conn.execute(
-                """UPDATE jobs SET status = 'pending', lease_expires_at = NULL, run_at = ?, updated_at = ?,
-                       attempts = max(attempts - 1, 0)
+                """UPDATE jobs SET status = 'pending', lease_expires_at = NULL, lease_token = NULL, run_at = ?,
+                       updated_at = ?, attempts = max(attempts - 1, 0)
                    WHERE status = 'processing' RETURNING id""",
                 (now, now),
             ).fetchall())
@@ -197,7 +197,7 @@ class SQLiteJobs(SQLiteConnection):
                VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(photo_id, kind) DO UPDATE SET status = 'pending', attempts = 0,
                    max_attempts = excluded.max_attempts, run_at = excluded.run_at, lease_expires_at = NULL,
-                   last_error = NULL, updated_at = excluded.updated_at""",
+                   lease_token = NULL, last_error = NULL, updated_at = excluded.updated_at""",
             [(photo_id, str(kind), PRIORITY[kind], max_attempts, now, now, now) for photo_id, kind in parts],
         )
 
@@ -224,7 +224,8 @@ def _claim_jobs(conn: sqlite3.Connection, now: float, lease_until: float, limit:
     if job_id is not None:  # one chosen job (the memory budget admitted it), if it is still runnable
         runnable, params = "SELECT id FROM jobs WHERE id = ? AND status = 'pending' AND run_at <= ?", (job_id, now)
     found = conn.execute(
-        f"""UPDATE jobs SET status = 'processing', attempts = attempts + 1, lease_expires_at = ?, updated_at = ?
+        f"""UPDATE jobs SET status = 'processing', attempts = attempts + 1, lease_expires_at = ?, updated_at = ?,
+                lease_token = lower(hex(randomblob(16)))
             WHERE id IN ({runnable})
             RETURNING {JOB_COLUMNS}""",
         (lease_until, now, *params),
@@ -247,10 +248,10 @@ def _claim_jobs(conn: sqlite3.Connection, now: float, lease_until: float, limit:
     return claimed, states
 
 
-def _renew_leases(conn: sqlite3.Connection, leases: Sequence[tuple[int, int]], lease_until: float) -> None:
+def _renew_leases(conn: sqlite3.Connection, leases: Sequence[tuple[int, str]], lease_until: float) -> None:
     conn.executemany(
-        "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempts = ? AND status = 'processing'",
-        [(lease_until, job_id, attempt) for job_id, attempt in leases],
+        "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND status = 'processing'",
+        [(lease_until, job_id, token) for job_id, token in leases],
     )
 
 
@@ -258,12 +259,13 @@ def _complete_job(conn: sqlite3.Connection, job: Job, outputs: Sequence[OutputFi
     if not _finish_leased_job(conn, job, "complete", None, None, now):
         return None
     conn.executemany(
-        """INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at, format, spec)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        """INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at, format, spec, source_sha256)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(photo_id, name) DO UPDATE SET width = excluded.width, height = excluded.height,
                size_bytes = excluded.size_bytes, created_at = excluded.created_at, format = excluded.format,
-               spec = excluded.spec""",
-        [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now, o.format, o.spec) for o in outputs],
+               spec = excluded.spec, source_sha256 = excluded.source_sha256""",
+        [(job.photo_id, o.name, o.width, o.height, o.size_bytes, now, o.format, o.spec, o.source_sha256)
+         for o in outputs],
     )
     # The thumbnail job's smallest output carries the placeholder; a job without one keeps what is stored.
     thumbhash = next((o.thumbhash for o in outputs if o.thumbhash), None) if job.kind == JobKind.THUMBNAIL else None
@@ -321,13 +323,16 @@ def _release_job(conn: sqlite3.Connection, job: Job, now: float) -> PhotoState |
 
 def _finish_leased_job(conn: sqlite3.Connection, job: Job, outcome: str, error: str | None, run_at: float | None,
                        now: float, refund: bool = False) -> bool:
-    """Close the job's current attempt; False when that attempt no longer holds the lease (fencing)."""
+    """Close the job's current attempt; False when the caller's lease is no longer the job's (fencing: the lease expired
+    and the job was claimed again, or it was deleted), and then nothing is written."""
     status = {"complete": "complete", "failed": "failed"}.get(outcome, "pending")
+    if job.lease_token is None:
+        return False
     held = conn.execute(
-        """UPDATE jobs SET status = ?, lease_expires_at = NULL, last_error = ?, updated_at = ?,
+        """UPDATE jobs SET status = ?, lease_expires_at = NULL, lease_token = NULL, last_error = ?, updated_at = ?,
                run_at = coalesce(?, run_at), attempts = attempts - ?
-           WHERE id = ? AND attempts = ? AND status = 'processing' RETURNING id""",
-        (status, error, now, run_at, 1 if refund else 0, job.id, job.attempts),
+           WHERE id = ? AND lease_token = ? AND status = 'processing' RETURNING id""",
+        (status, error, now, run_at, 1 if refund else 0, job.id, job.lease_token),
     ).fetchone()
     if held is None:
         return False

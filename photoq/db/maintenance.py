@@ -96,7 +96,7 @@ class SQLiteMaintenance(SQLiteConnection):
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(photo_id, kind) DO UPDATE SET status = 'pending', attempts = 0,
                    max_attempts = excluded.max_attempts, run_at = excluded.run_at, lease_expires_at = NULL,
-                   last_error = NULL, updated_at = excluded.updated_at, outputs = excluded.outputs""",
+                   lease_token = NULL, last_error = NULL, updated_at = excluded.updated_at, outputs = excluded.outputs""",
             (photo_id, str(kind), PRIORITY[kind], max_attempts, now, now, now,
              None if wanted is None else json.dumps(wanted)),
         )
@@ -106,12 +106,20 @@ class SQLiteMaintenance(SQLiteConnection):
 
     async def doctor_photos_page(self, after_id: int, limit: int) -> list[dict]:
         found = await self._read_all(
-            """SELECT p.id, p.sha256, p.format, p.thumbnail_status, p.variant_status,
-                      (SELECT json_group_object(o.name, o.format) FROM outputs o WHERE o.photo_id = p.id) AS outputs
+            """SELECT p.id, p.sha256, p.format, p.width, p.height, p.created_at, p.thumbnail_status, p.variant_status,
+                      (SELECT json_group_object(o.name, json_object(
+                                  'format', o.format, 'width', o.width, 'height', o.height,
+                                  'created_at', o.created_at, 'source_sha256', o.source_sha256))
+                       FROM outputs o WHERE o.photo_id = p.id) AS output_rows
                FROM photos p WHERE p.id > ? AND p.deleted_at IS NULL ORDER BY p.id LIMIT ?""",
             (after_id, limit),
         )
-        return [{**dict(r), "outputs": json.loads(r["outputs"])} for r in found]
+        page = []
+        for r in found:
+            output_rows = json.loads(r["output_rows"])
+            page.append({**dict(r), "output_rows": output_rows,
+                         "outputs": {name: o["format"] for name, o in output_rows.items()}})
+        return page
 
     async def doctor_original_references(
         self, relpaths: Sequence[str], shas: Sequence[str]
@@ -200,7 +208,7 @@ class SQLiteMaintenance(SQLiteConnection):
                                          updated_at)
                        VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?)
                        ON CONFLICT(photo_id, kind) DO UPDATE SET status = 'failed', lease_expires_at = NULL,
-                           last_error = excluded.last_error, updated_at = excluded.updated_at""",
+                           lease_token = NULL, last_error = excluded.last_error, updated_at = excluded.updated_at""",
                     [(photo_id, str(kind), PRIORITY[kind], max_attempts, now, error, now, now) for kind in JobKind],
                 )
                 await tx.execute(

@@ -18,7 +18,7 @@ OTHER_KIND_COLUMN = {JobKind.THUMBNAIL: "variant_status", JobKind.VARIANT: "thum
 PHOTO_STATE_COLUMNS = "id, album_id, processing_status, thumbnail_status, variant_status, error, thumbhash"
 JOB_COLUMNS = (
     "id, photo_id, kind, priority, status, attempts, max_attempts, run_at, lease_expires_at, last_error, created_at, "
-    "outputs"
+    "outputs, lease_token"
 )
 UNFINISHED = "('pending', 'processing')"
 
@@ -49,6 +49,7 @@ def job(row: Row) -> Job:
         last_error=row["last_error"],
         created_at=row["created_at"],
         outputs=output_names(row["outputs"]),
+        lease_token=row["lease_token"],
     )
 
 

@@ -211,8 +211,8 @@ class Store(abc.ABC):
         """The outputs recorded for a photo, by name."""
 
     @abc.abstractmethod
-    async def output_versions(self, photo_ids: Sequence[int]) -> dict[int, dict[str, float]]:
-        """photo id -> {output name: when it was written}, for file URLs that change when an output changes."""
+    async def output_versions(self, photo_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        """photo id -> {output name: models.output_version of it}, for file URLs that change when an output does."""
 
     @abc.abstractmethod
     async def photo_attempts(self, photo_id: int) -> list[Attempt]:
@@ -231,16 +231,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def claim_jobs(self, now: float, lease_until: float, limit: int) -> tuple[list[ClaimedJob], list[PhotoState]]:
         """Lease up to `limit` runnable jobs (pending, run_at <= now) in claim order (priority, run_at, id), each with
-        a new attempt in its history; the claimed jobs and their photos' new states. Two claimers never get the
-        same job."""
+        a new attempt in its history and a fresh random lease token (Job.lease_token); the claimed jobs and their
+        photos' new states. Two claimers never get the same job. Only the holder of the token may renew, complete,
+        fail or release the job: once its lease expired and the job was claimed again, the old token is dead."""
 
     @abc.abstractmethod
     async def claim_job(self, job_id: int, now: float, lease_until: float) -> tuple[list[ClaimedJob], list[PhotoState]]:
         """claim_jobs for one chosen job, if it is still runnable (nothing when it was deleted or claimed)."""
 
     @abc.abstractmethod
-    async def renew_leases(self, leases: Sequence[tuple[int, int]], lease_until: float) -> None:
-        """Extend the lease of each (job id, attempt) the caller still holds; lost ones are left alone."""
+    async def renew_leases(self, leases: Sequence[tuple[int, str]], lease_until: float) -> None:
+        """Extend the lease of each (job id, lease token) the caller still holds; lost ones are left alone."""
 
     @abc.abstractmethod
     async def complete_job(self, job: Job, outputs: Sequence[OutputFile], now: float) -> PhotoState | None:
@@ -342,8 +343,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def doctor_photos_page(self, after_id: int, limit: int) -> list[dict]:
-        """A page of photos by id: id, sha256, format, both part statuses and their output rows as {name: the format
-        the file was written in (None when recorded before schema version 3)}."""
+        """A page of photos by id: id, sha256, format, width, height, created_at, both part statuses, their outputs as
+        {name: the format the file was written in (None when recorded before schema version 3)} and their output rows
+        as {name: {format, width, height, created_at, source_sha256}}."""
 
     @abc.abstractmethod
     async def doctor_original_references(
@@ -383,3 +385,37 @@ class Store(abc.ABC):
     ) -> list[int]:
         """Photos whose original is gone can never be processed: both parts and jobs failed with `error`, any open
         attempt closed. The photo ids marked (those still existing)."""
+
+    # -- web sessions and one-time login codes (ids and codes arrive as SHA-256 hashes) ---------------------------
+
+    @abc.abstractmethod
+    async def insert_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        """A new session, last seen now."""
+
+    @abc.abstractmethod
+    async def get_session(self, id_hash: str) -> tuple[float, float, float] | None:
+        """(created_at, last_seen_at, expires_at) of a session, or None."""
+
+    @abc.abstractmethod
+    async def touch_session(self, id_hash: str, now: float, expires_at: float) -> None:
+        """Record a use of the session and its new expiry."""
+
+    @abc.abstractmethod
+    async def delete_session(self, id_hash: str) -> bool:
+        """End one session; False when there was none."""
+
+    @abc.abstractmethod
+    async def delete_all_sessions(self) -> int:
+        """End every session; how many there were."""
+
+    @abc.abstractmethod
+    async def insert_login_code(self, code_hash: str, now: float, expires_at: float) -> None:
+        """A new one-time login code (expired ones are deleted on the way)."""
+
+    @abc.abstractmethod
+    async def redeem_login_code(self, code_hash: str, now: float) -> bool:
+        """Delete the code; True when it existed and had not expired, so that each code works once."""
+
+    @abc.abstractmethod
+    async def delete_expired_sessions_and_codes(self, now: float) -> int:
+        """Forget what has expired; how many rows went."""

@@ -1,8 +1,10 @@
 """`photoq doctor [--repair]`: the database against the data directory.
 
-Finds photos whose original is missing, photos whose recorded outputs are missing, originals and variant folders
-that nothing references, and leftover temp files. With --repair it removes the orphans and stale temp files,
-re-queues the jobs whose outputs are missing, and marks photos without an original failed (they cannot be repaired).
+Finds photos whose original is missing, photos whose recorded outputs are missing, outputs that were not rendered
+from their photo and files in a photo's folder that none of its outputs lists, originals and variant folders that
+nothing references, and leftover temp files. With --repair it removes the orphans, strays and stale temp files,
+re-queues the jobs whose outputs are missing or not the photo's, and marks photos without an original failed (they
+cannot be repaired).
 
 Safe beside a running server: the walk streams (os.scandir, one folder at a time, photos in pages), every write goes
 through a Database method that re-checks inside one write transaction, and temp files younger than
@@ -16,6 +18,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import imaging
 from ..config import Settings
@@ -44,6 +47,12 @@ class Report:
                 self.repaired += 1
             suffix = f"  -> {action}"
         print(f"  {text}{suffix}", flush=False)
+
+
+def _recorded(relpath: str, outputs: dict) -> bool:
+    stem, ext = os.path.splitext(os.path.basename(relpath))
+    output = outputs.get(stem)
+    return output is not None and output.format in (None, FORMAT_OF_EXTENSION.get(ext))
 
 
 class Doctor:
@@ -93,17 +102,102 @@ class Doctor:
             after = page[-1]["id"]
             missing_originals: list[tuple[int, str]] = []
             missing_outputs: list[tuple[int, JobKind, list[str]]] = []
+            foreign_outputs: list[tuple[int, JobKind, list[str]]] = []
             for photo in page:
                 original = self.storage.original_path(photo["sha256"], photo["format"])
                 if not original.exists():
                     missing_originals.append((photo["id"], str(original.relative_to(self.storage.root))))
                     continue
+                foreign = self._foreign_outputs(photo)
                 for kind in JobKind:
-                    missing = self._missing_outputs(photo, kind)
+                    mine = [name for name in foreign if name in self.outputs[str(kind)]]
+                    if mine:
+                        foreign_outputs.append((photo["id"], kind, mine))
+                    missing = [name for name in self._missing_outputs(photo, kind) if name not in foreign]
                     if missing:
                         missing_outputs.append((photo["id"], kind, missing))
+                await self._check_stray_outputs(photo)
             await self._handle_missing_originals(missing_originals)
             await self._handle_missing_outputs(missing_outputs)
+            await self._handle_foreign_outputs(foreign_outputs, {p["id"]: p for p in page})
+
+    @staticmethod
+    def _foreign_outputs(photo: dict) -> list[str]:
+        """Outputs recorded for a photo that were not rendered from it: from another original (source_sha256, since
+        schema version 4), written before the photo existed, or of another picture's shape (rows from before
+        version 4, when a deleted photo's id could be given to a new one and its late job wrote there)."""
+        foreign = []
+        for name, row in photo["output_rows"].items():
+            other_source = row["source_sha256"] is not None and row["source_sha256"] != photo["sha256"]
+            too_old = row["created_at"] < photo["created_at"]
+            w, h, pw, ph = row["width"], row["height"], photo["width"], photo["height"]
+            # An output keeps its photo's aspect, up to rounding each side to a whole pixel.
+            other_shape = abs(w * ph - h * pw) > (pw + ph) / 2 + 1
+            if other_source or too_old or other_shape:
+                foreign.append(name)
+        return foreign
+
+    async def _handle_foreign_outputs(self, foreign: list[tuple[int, JobKind, list[str]]], photos: dict) -> None:
+        if not foreign:
+            return
+        requeued: set[tuple[int, JobKind]] = set()
+        if self.report.repair:
+            for photo_id, _, names in foreign:
+                await self._remove_relpaths([self._output_relpath(photos[photo_id], name) for name in names])
+            requeued = set(await self.db.doctor_requeue_missing_outputs(
+                foreign, time.time(), self.settings.queue.max_attempts))
+        for photo_id, kind, names in foreign:
+            fixed = (photo_id, kind) in requeued
+            files = ", ".join(os.path.basename(self._output_relpath(photos[photo_id], n)) for n in names)
+            self.report.problem(
+                f"output not of its photo: photo {photo_id} {kind} ({files}: rendered from another picture)",
+                fixed=fixed if self.report.repair else None,
+                action=f"removed, {kind} job re-queued" if fixed else "photo gone meanwhile",
+            )
+
+    def _output_relpath(self, photo: dict, name: str) -> str:
+        configured = {**self.outputs["thumbnail"], **self.outputs["variant"]}
+        fmt = photo["outputs"].get(name) or (configured[name].format if name in configured else "webp")
+        return str(self.storage.variant_path(photo["id"], name, fmt).relative_to(self.storage.root))
+
+    async def _check_stray_outputs(self, photo: dict) -> None:
+        """Files in a photo's folder that none of its outputs lists (left by a job of another photo that had the same
+        id, or by an output since dropped). A file young enough to belong to a render in progress is left alone,
+        unless it is older than the photo itself."""
+        folder = self.storage.variant_dir(photo["id"])
+        recorded = photo["outputs"]
+        stray = []
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.endswith(PARTIAL_OUTPUT_SUFFIX) or not entry.is_file(follow_symlinks=False):
+                        continue  # temp files: see _check_partial_outputs
+                    stem, ext = os.path.splitext(entry.name)
+                    fmt = FORMAT_OF_EXTENSION.get(ext)
+                    if stem in recorded and (recorded[stem] is None or recorded[stem] == fmt):
+                        continue
+                    try:
+                        written = entry.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue
+                    if written < photo["created_at"] - 1 or self.now - written >= TEMP_MIN_AGE_SECONDS:
+                        stray.append(str(Path(entry.path).relative_to(self.storage.root)))
+                    else:
+                        self.young_temp_files += 1
+        except FileNotFoundError:
+            return
+        if not stray:
+            return
+        removed: list[str] = []
+        if self.report.repair:
+            # Looked at again just before: a job may have recorded the output meanwhile.
+            now_recorded = await self.db.photo_outputs(photo["id"])
+            removed = [relpath for relpath in stray if not _recorded(relpath, now_recorded)]
+            await self._remove_relpaths(removed)
+        for relpath in stray:
+            self.report.problem(f"stray output file: {relpath} (not one of photo {photo['id']}'s outputs)",
+                                fixed=relpath in removed if self.report.repair else None,
+                                action="removed" if relpath in removed else "kept: recorded meanwhile")
 
     def _missing_outputs(self, photo: dict, kind: JobKind) -> list[str]:
         configured = self.outputs[str(kind)]

@@ -19,7 +19,7 @@ from ..config import Settings
 from ..db import Database
 from ..errors import InsufficientStorage, NotFound
 from ..events import Broadcaster
-from ..ingest import Ingest, display_filename
+from ..ingest import Accepted, Duplicate, FileOutcome, Ingest, display_filename
 from ..queue import JobQueue
 from ..storage import Storage, out_of_disk
 from .import_progress import Counts, Progress
@@ -75,6 +75,15 @@ def outcome_of(entry: dict, sha256: str | None) -> Outcome:
     if status == "duplicate":
         return Outcome("duplicate", sha256, entry.get("duplicate_of"))
     return Outcome("rejected", sha256, code=entry.get("error"), message=entry.get("message"))
+
+
+def ingested(result: FileOutcome, sha256: str) -> Outcome:
+    """This process's own Ingest's outcome for one file, as an Outcome."""
+    if isinstance(result, Accepted):
+        return Outcome("imported", sha256, result.photo_id)
+    if isinstance(result, Duplicate):
+        return Outcome("duplicate", sha256, result.duplicate_of)
+    return Outcome("rejected", sha256, code=result.error.code, message=result.error.message)
 
 
 # -- a running server -----------------------------------------------------------------------------------------------
@@ -327,7 +336,7 @@ class DirectTarget:
                     raise StopImport(f"the disk of {self.storage.root} is full") from None
                 raise StopImport(f"cannot write in {self.storage.tmp}: {exc.error}") from None
             try:
-                _, entry = await self.ingest.receive_file(album_id, temp, c.filename, sha256, size)
+                result = await self.ingest.receive_file(album_id, temp, c.filename, sha256, size)
             except InsufficientStorage:
                 raise StopImport(f"the disk of {self.storage.root} is full") from None
             except NotFound:
@@ -335,7 +344,7 @@ class DirectTarget:
             except OSError as exc:  # e.g. a `photoq serve` starting on this data directory swept tmp/
                 raise StopImport(f"the copy of {c.relpath} in {self.storage.tmp} failed ({exc}); "
                                  "was photoq serve started meanwhile?") from None
-            return outcome_of(entry, sha256)
+            return ingested(result, sha256)
         finally:
             await self.storage.remove_uploads([temp])  # gone already when it was stored
 

@@ -159,7 +159,7 @@ async def run_import(settings: Settings, options: ImportOptions, server: tuple[s
     if not storage.database_path.exists():
         progress.message(f"photoq import: creating a new data directory in {settings.data_dir}")
     storage.prepare()  # no start-up sweep here: a server may be running on this data directory
-    db = Database(storage.database_path)
+    db = Database(storage.database_path, id_floors=storage.highest_ids_on_disk)
     await db.open()
     try:
         return await Importer(options, DirectTarget(settings, storage, db, counts), counts, progress, settings,

@@ -74,8 +74,8 @@
     const link = el('a', { class: 'tile-link', href: urls.photoPage(id) });
     if (state === 'done') {
       const middle = thumbs.length ? thumbs[Math.floor(thumbs.length / 2)][0] : 'original';
-      // Made just now (the event says so): the time it arrived stands for the time it was written.
-      const writtenAt = photo.thumbnail_status === 'complete' ? Date.now() / 1000 : null;
+      // Made just now (the event says so): a fresh version, so no cached older picture stands in for it.
+      const writtenAt = photo.thumbnail_status === 'complete' ? Date.now().toString(16) : null;
       link.append(el('img', {
         class: 'tile-img', src: urls.photoFile(id, middle, writtenAt), alt: filename, decoding: 'async',
         srcset: thumbs.map(([name, width]) => urls.photoFile(id, name, writtenAt) + ' ' + width + 'w').join(', '),

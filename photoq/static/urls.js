@@ -14,11 +14,6 @@
     return '?' + pairs.map(([key, value]) => encodeURIComponent(key) + '=' + encodeURIComponent(String(value))).join('&');
   }
 
-  /** When an output was written (seconds since the epoch, as the server says it): milliseconds in hexadecimal. */
-  function versionToken(writtenAt) {
-    return Math.round(writtenAt * 1000).toString(16);
-  }
-
   return {
     albumPage: (albumId) => '/albums/' + albumId,
     photoPage: (photoId) => '/photos/' + photoId,
@@ -34,11 +29,10 @@
     photoApi: (photoId) => '/api/photos/' + photoId,
     photoRetryApi: (photoId) => '/api/photos/' + photoId + '/retry',
     events: (albumId) => '/api/events' + query({ album_id: albumId || null }),
-    versionToken,
     /** A photo's file; with the time the output was written, a URL the browser may cache for good. */
-    photoFile(photoId, variant, writtenAt) {
+    photoFile(photoId, variant, version) {
       const url = '/api/photos/' + photoId + '/file?variant=' + encodeURIComponent(variant || 'original');
-      return writtenAt === null || writtenAt === undefined ? url : url + '&v=' + versionToken(writtenAt);
+      return version === null || version === undefined ? url : url + '&v=' + encodeURIComponent(version);
     },
   };
 });

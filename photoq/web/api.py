@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from aiohttp import web
@@ -9,11 +10,12 @@ from aiohttp import web
 from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
 from ..gallery_order import DEFAULT_ORDER, Cursor, GalleryOrder, parse_order
-from ..models import Album, Photo, Status, clean_album_name, iso
+from ..models import Album, Photo, Status, clean_album_name, iso, original_version, output_version
 from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
 from . import urls
 from .keys import CONFIG, DB, INGEST, QUEUE, STORAGE, TRASH
-from .photo_image import BROWSER_IMAGE_TYPES
+from .photo_image import BROWSER_IMAGE_TYPES, written_version
+from .uploads import MultipartFiles, upload_answer
 
 routes = web.RouteTableDef()
 
@@ -67,7 +69,12 @@ def album_dict(album: Album) -> dict:
 
 
 def photo_urls(photo: Photo, output_names) -> dict:
-    return {name: urls.photo_file(photo.id, name) for name in ("original", *output_names)}
+    """Each URL names the photo's content (`v`), so a client never shows another picture from its cache: the
+    original's URL can be cached for good; an output's is revalidated (it changes when the output is rendered
+    again, and only the pages know when that was)."""
+    base = f"/api/photos/{photo.id}/file?variant="
+    version = f"&v={original_version(photo.sha256)}"
+    return {"original": base + "original" + version, **{name: base + name + version for name in output_names}}
 
 
 def photo_dict(photo: Photo, output_names) -> dict:
@@ -193,9 +200,11 @@ async def upload_photos(request: web.Request) -> web.Response:
     except (ValueError, AssertionError, KeyError) as exc:
         raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
     try:
-        status, body = await ingest.receive(reader, album_id)
+        async with contextlib.aclosing(MultipartFiles(reader, request.app[CONFIG].upload).parts()) as files:
+            outcomes = await ingest.receive(album_id, files)
     finally:
         ingest.keep_batch_open(album_id, batch)
+    status, body = upload_answer(outcomes)
     return web.json_response(body, status=status)
 
 
@@ -269,17 +278,18 @@ async def display_versions(request: web.Request) -> web.Response:
         ready = outputs.get(output.name)
         if ready is not None:
             versions.append({"name": output.name, "width": ready.width, "height": ready.height,
-                             "url": urls.photo_file(photo.id, output.name, ready.created_at)})
+                             "url": urls.photo_file(photo.id, output.name, written_version(photo, ready))})
     if not versions:  # nothing rendered yet: the largest thumbnail stands in
         thumbs = sorted(settings.outputs_for("thumbnail"), key=lambda o: o.width)
         ready = outputs.get(thumbs[-1].name) if thumbs else None
         if ready is not None:
             versions.append({"name": thumbs[-1].name, "width": ready.width, "height": ready.height,
-                             "url": urls.photo_file(photo.id, thumbs[-1].name, ready.created_at)})
+                             "url": urls.photo_file(photo.id, thumbs[-1].name, written_version(photo, ready))})
     versions.sort(key=lambda v: (v["width"] * v["height"], v["name"]))
     original = None
     if photo.content_type in BROWSER_IMAGE_TYPES:
-        original = {"width": photo.width, "height": photo.height, "url": urls.photo_file(photo.id, "original")}
+        original = {"width": photo.width, "height": photo.height,
+                    "url": urls.photo_file(photo.id, "original", original_version(photo.sha256))}
     return web.json_response({
         "id": photo.id, "album_id": photo.album_id, "filename": photo.filename, "width": photo.width,
         "height": photo.height, "taken_at": photo.taken_at, "versions": versions, "original": original,
@@ -337,15 +347,22 @@ async def photo_file(request: web.Request) -> web.StreamResponse:
         found = recorded and storage.find_output(photo.id, variant, recorded.format, outputs[variant].format)
         if found:
             path, fmt = found
-            # A URL naming the output's version (`v`, as the pages make them) may be cached for good; without it
-            # the browser asks again (a cheap 304 by ETag), as a re-render keeps the URL.
-            cache = "private, max-age=31536000, immutable" if "v" in request.query else "private, no-cache"
+            # A URL naming the output's current version (`v`, as the pages make them) may be cached for good; any
+            # other the browser asks again (a cheap 304 by ETag), as a re-render keeps such a URL.
+            current = (recorded is not None and recorded.created_at is not None
+                       and request.query.get("v") == output_version(photo.sha256, recorded.created_at))
+            cache = "private, max-age=31536000, immutable" if current else "private, no-cache"
             return file_response(path, CONTENT_TYPES[fmt], cache=cache)
     path = storage.original_path(photo.sha256, photo.format)
     if not path.is_file():
         raise NotFound("The photo's file is missing from storage.", code="file_missing")
     headers = {"X-Photoq-Fallback": "original"} if variant != "original" else {}
-    cache = "no-cache" if headers else "private, max-age=86400"
+    if headers:
+        cache = "no-cache"
+    elif request.query.get("v") == original_version(photo.sha256):
+        cache = "private, max-age=31536000, immutable"  # the URL names the bytes
+    else:
+        cache = "private, max-age=86400"
     return file_response(path, photo.content_type, cache=cache, headers=headers)
 
 

@@ -6,14 +6,17 @@ import weakref
 
 from aiohttp import web
 
+from ..admission import Slots
 from ..auth_token import Credentials
 from ..config import Settings
 from ..db import Database
 from ..events import Broadcaster
 from ..ingest import Ingest
+from ..login_throttle import LoginThrottle
 from ..metrics import Metrics
 from ..queue import JobQueue
 from ..resumable import ResumableUploads
+from ..sessions import Session, SessionStore
 from ..shares import ShareInbox
 from ..storage import Storage
 from ..trash import Trash
@@ -32,6 +35,12 @@ TRASH = web.AppKey("trash", Trash)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
 SSE_RESPONSES = web.AppKey("sse_responses", weakref.WeakSet)
+UPLOAD_SLOTS = web.AppKey("upload_slots", Slots)
+EVENT_STREAM_SLOTS = web.AppKey("event_stream_slots", Slots)
+SESSIONS = web.AppKey("sessions", SessionStore)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 
 # How the current request was authenticated: "bearer" or "session" (unset on public routes).
 AUTH_KIND = web.RequestKey("auth_kind", str)
+# The web session of a cookie-authenticated request.
+SESSION = web.RequestKey("session", Session)

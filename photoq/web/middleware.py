@@ -16,10 +16,11 @@ from ..errors import (
     PhotoqError,
     RateLimited,
     Unauthorized,
+    error_for_status,
 )
 from ..ratelimit import RateLimiter, retry_after_seconds
 from ..storage import out_of_disk
-from .keys import AUTH_KIND, CONFIG, CREDENTIALS
+from .keys import AUTH_KIND, CONFIG, CREDENTIALS, LOGIN_THROTTLE, SESSION, SESSIONS
 
 log = logging.getLogger("photoq.web")
 
@@ -43,12 +44,6 @@ def error_response(exc: PhotoqError) -> web.Response:
     return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status, headers=exc.headers)
 
 
-HTTP_ERROR_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited", 503: "overloaded",
-}
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     try:
@@ -61,8 +56,9 @@ async def errors_middleware(request: web.Request, handler):
         if exc.status == 413:
             return error_response(PayloadTooLarge("The request body is larger than this endpoint accepts."))
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        kind = error_for_status(exc.status)
         return web.json_response(
-            {"error": HTTP_ERROR_CODES.get(exc.status, "http_error"), "message": f"{message}."},
+            {"error": kind.code if kind else "http_error", "message": f"{message}."},
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")},
         )
@@ -156,12 +152,20 @@ def bearer_token(request: web.Request) -> str | None:
 async def auth_middleware(request: web.Request, handler):
     if is_public(request.path) or (request.path == METRICS_PATH and request.app[CONFIG].metrics.public):
         return await handler(request)
-    credentials = request.app[CREDENTIALS]
-    if credentials.token_matches(bearer_token(request)):
-        request[AUTH_KIND] = "bearer"
-        return await handler(request)
-    if credentials.session_matches(request.cookies.get(SESSION_COOKIE)):
+    bearer = bearer_token(request)
+    if bearer is not None:
+        throttle = request.app[LOGIN_THROTTLE]
+        address = request.remote or ""
+        check_login_allowed(request)
+        if request.app[CREDENTIALS].token_matches(bearer):
+            throttle.succeeded(address)
+            request[AUTH_KIND] = "bearer"
+            return await handler(request)
+        throttle.failed(address)  # a wrong token is a guess, as at the login form
+    session = await request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
         request[AUTH_KIND] = "session"
+        request[SESSION] = session
         if request.method == "POST" and request.path == SHARE_TARGET:
             check_same_origin(request)  # it only parks the files; adding them to an album is a CSRF-checked form
         elif request.method not in SAFE_METHODS:
@@ -173,6 +177,14 @@ async def auth_middleware(request: web.Request, handler):
     raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
 
 
+def check_login_allowed(request: web.Request) -> None:
+    """429 with Retry-After while the client's address is locked out after too many wrong tokens or codes."""
+    wait = request.app[LOGIN_THROTTLE].retry_after(request.remote or "")
+    if wait:
+        raise RateLimited(f"Too many wrong login attempts from your address; try again in {wait} s.",
+                          code="login_locked", headers={"Retry-After": str(wait)})
+
+
 def check_same_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
@@ -180,14 +192,13 @@ def check_same_origin(request: web.Request) -> None:
 
 
 async def check_csrf(request: web.Request) -> None:
-    """Cookie-authenticated writes must come from our own pages: same origin, and carrying the CSRF token."""
+    """Cookie-authenticated writes must come from our own pages: same origin, and carrying the session's CSRF token."""
     check_same_origin(request)
-    credentials = request.app[CREDENTIALS]
     candidate = request.headers.get(CSRF_HEADER)
     if candidate is None and request.content_type == "application/x-www-form-urlencoded":
         field = (await request.post()).get(CSRF_FIELD)
         candidate = field if isinstance(field, str) else None
-    if not credentials.csrf_matches(candidate):
+    if not request.app[SESSIONS].csrf_matches(request[SESSION], candidate):
         raise_csrf(request)
 
 

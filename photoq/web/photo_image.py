@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..config import Output
-from ..models import OutputFile, Photo, Status
+from ..models import OutputFile, Photo, Status, original_version, output_version
 from . import urls
 
 # Formats every browser can show as they are; a TIFF or HEIC original is never put in an <img>.
@@ -28,6 +28,13 @@ class PhotoImage:
     showing: str
 
 
+def written_version(photo: Photo, output: OutputFile | None) -> str | None:
+    """The version of a photo's output as read back from the database (None: not written)."""
+    if output is None or output.created_at is None:
+        return None
+    return output_version(photo.sha256, output.created_at)
+
+
 def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Sequence[Output],
                        written: Mapping[str, OutputFile]) -> PhotoImage:
     """The display versions when any is written (each at its real width, widest last, one per width since small
@@ -37,7 +44,7 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
     for output in sorted(variants, key=lambda o: o.width):
         ready = written.get(output.name)
         if ready is not None and ready.width not in by_width:
-            by_width[ready.width] = urls.photo_file(photo.id, output.name, ready.created_at)
+            by_width[ready.width] = urls.photo_file(photo.id, output.name, written_version(photo, ready))
     display = sorted(by_width.items())
     natural_width = None  # of a picture shown without srcset, whose own pixels then set its width on the page
     srcset = ""
@@ -48,9 +55,10 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
         srcset = ", ".join(f"{url} {width}w" for width, url in display)
         showing = "display"
     elif photo.content_type in BROWSER_IMAGE_TYPES:
-        src, showing, natural_width = urls.photo_file(photo.id, "original"), "original", photo.width
+        src = urls.photo_file(photo.id, "original", original_version(photo.sha256))
+        showing, natural_width = "original", photo.width
     elif largest_thumb is not None and (thumb_file is not None or photo.thumbnail_status == Status.COMPLETE):
-        src = urls.photo_file(photo.id, largest_thumb.name, thumb_file.created_at if thumb_file else None)
+        src = urls.photo_file(photo.id, largest_thumb.name, written_version(photo, thumb_file))
         showing, natural_width = "thumbnail", (thumb_file.width if thumb_file else None)
     else:
         src, showing = None, "none"

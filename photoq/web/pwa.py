@@ -18,11 +18,13 @@ from pathlib import Path
 from aiohttp import web
 
 from ..errors import BadRequest, NotFound
+from ..ingest import Accepted, Rejected
 from ..models import MAX_ALBUM_NAME, clean_album_name
 from ..shares import Share
-from .keys import DB, INGEST, QUEUE, SHARES
+from .keys import CONFIG, DB, INGEST, QUEUE, SHARES
 from .templating import render
 from .ui import page, redirect
+from .uploads import MultipartFiles
 
 routes = web.RouteTableDef()
 
@@ -114,7 +116,8 @@ async def receive_share(request: web.Request) -> web.StreamResponse:
         reader = await request.multipart()
     except (ValueError, AssertionError, KeyError) as exc:
         raise BadRequest(f"The multipart body is malformed ({exc}).", code="bad_multipart") from None
-    share = await request.app[SHARES].receive(reader, request.content_length)
+    parts = MultipartFiles(reader, request.app[CONFIG].upload).parts()
+    share = await request.app[SHARES].receive(parts, request.content_length)
     raise web.HTTPSeeOther(f"{SHARE_PATH}/{share.token}")
 
 
@@ -175,11 +178,10 @@ async def confirm_share(request: web.Request) -> web.StreamResponse:
     else:
         return await share_error(request, share, "Choose an album, or name a new one.")
     await request.app[INGEST].check_can_accept(album_id, None)
-    entries = await request.app[SHARES].add_to_album(share, album_id)
-    added = sum(1 for e in entries if e.get("status") == "pending")
-    duplicates = sum(1 for e in entries if e.get("status") == "duplicate")
-    raise redirect(f"/albums/{album_id}", f"shared:{added}" if added + duplicates == len(entries)
-                   else f"shared_some:{added}")
+    outcomes = await request.app[SHARES].add_to_album(share, album_id)
+    added = sum(1 for o in outcomes if isinstance(o, Accepted))
+    refused = any(isinstance(o, Rejected) for o in outcomes) or len(share.addable) < len(share.files)
+    raise redirect(f"/albums/{album_id}", f"shared_some:{added}" if refused else f"shared:{added}")
 
 
 async def share_error(request: web.Request, share: Share, message: str) -> web.Response:

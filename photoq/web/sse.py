@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..events import Event
 from .api import optional_id_param
-from .keys import EVENTS, SSE_RESPONSES
+from .keys import EVENT_STREAM_SLOTS, EVENTS, SSE_RESPONSES
 
 routes = web.RouteTableDef()
 
@@ -24,6 +24,11 @@ def encode(event: Event) -> bytes:
 @routes.get("/api/events")
 async def events(request: web.Request) -> web.StreamResponse:
     album_id = optional_id_param(request, "album_id")
+    with request.app[EVENT_STREAM_SLOTS].take():  # bounded: [server] max_event_streams, then 503
+        return await stream_events(request, album_id)
+
+
+async def stream_events(request: web.Request, album_id: int | None) -> web.StreamResponse:
     broadcaster = request.app[EVENTS]
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",

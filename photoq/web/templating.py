@@ -8,7 +8,7 @@ import jinja2
 from aiohttp import web
 
 from . import urls
-from .keys import AUTH_KIND, CREDENTIALS
+from .keys import SESSION
 
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
@@ -34,7 +34,8 @@ def make_environment() -> jinja2.Environment:
 
 def render(request: web.Request, name: str, context: dict | None = None, status: int = 200) -> web.Response:
     context = dict(context or {})
-    context.setdefault("csrf_token", request.app[CREDENTIALS].csrf_token if AUTH_KIND in request else "")
+    session = request.get(SESSION)
+    context.setdefault("csrf_token", session.csrf_token if session is not None else "")
     context.setdefault("request_path", request.path)
     html = request.app[TEMPLATES].get_template(name).render(context)
     return web.Response(text=html, content_type="text/html", status=status,

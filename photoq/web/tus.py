@@ -25,17 +25,22 @@ from .. import imaging
 from ..errors import (
     BadRequest,
     Conflict,
+    Gone,
     InsufficientStorage,
+    Locked,
     NotFound,
     PayloadTooLarge,
     PhotoqError,
+    PreconditionFailed,
     UnsupportedMedia,
+    error_for_status,
 )
-from ..ingest import NOT_AN_IMAGE, display_filename
-from ..resumable import CHECKSUM_ALGORITHMS, ResumableUpload, Session, TakenOver
+from ..ingest import NOT_AN_IMAGE, FileOutcome, Ingest, Rejected, display_filename
+from ..resumable import CHECKSUM_ALGORITHMS, ResumableUpload, ResumableUploads, Session, TakenOver
 from ..storage import out_of_disk
 from .api import parse_id, upload_batch
 from .keys import CONFIG, INGEST, RESUMABLE
+from .uploads import outcome_entry, outcome_status
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -48,24 +53,6 @@ MAX_HEADER_INTEGER = 2**63 - 1
 STALL_SECONDS = 120.0  # a PATCH whose body sends nothing for this long ends, keeping what arrived
 LOCK_WAIT_SECONDS = 15.0
 MAX_METADATA_CHARS = 8192
-
-
-class UnsupportedVersion(PhotoqError):
-    status = 412
-    code = "unsupported_tus_version"
-    default_message = f"Send Tus-Resumable: {TUS_VERSION}, the only tus version this server speaks."
-
-
-class Gone(PhotoqError):
-    status = 410
-    code = "upload_expired"
-    default_message = "This upload expired and its bytes were removed; start it again."
-
-
-class Locked(PhotoqError):
-    status = 423
-    code = "upload_locked"
-    default_message = "Another request is writing this upload; try again in a moment."
 
 
 class BodyStalled(Exception):
@@ -90,7 +77,8 @@ def tus(handler):
 
 def check_version(request: web.Request) -> None:
     if request.headers.get("Tus-Resumable") != TUS_VERSION:
-        raise UnsupportedVersion(headers={"Tus-Version": TUS_VERSION})
+        raise PreconditionFailed(f"Send Tus-Resumable: {TUS_VERSION}, the only tus version this server speaks.",
+                                 code="unsupported_tus_version", headers={"Tus-Version": TUS_VERSION})
 
 
 def header_integer(request: web.Request, name: str) -> int:
@@ -152,7 +140,7 @@ async def current_upload(request: web.Request) -> ResumableUpload:
     if uploads.expired(upload):
         if not uploads.session(upload.id).lock.locked():
             await uploads.remove(upload.id)
-        raise Gone()
+        raise Gone("This upload expired and its bytes were removed; start it again.", code="upload_expired")
     return upload
 
 
@@ -166,7 +154,7 @@ async def writer_lock(session: Session):
         async with asyncio.timeout(LOCK_WAIT_SECONDS):
             await session.lock.acquire()
     except TimeoutError:
-        raise Locked() from None
+        raise Locked("Another request is writing this upload; try again in a moment.", code="upload_locked") from None
     try:
         yield
     finally:
@@ -186,14 +174,19 @@ async def body_chunks(content) -> AsyncIterator[bytes]:
         yield data
 
 
-async def finish_upload(uploads, upload: ResumableUpload, ingest) -> dict:
-    """Turn a complete upload into a photo (or a refusal), as a multipart part would be; its response entry."""
+async def finish_upload(uploads: ResumableUploads, upload: ResumableUpload, ingest: Ingest) -> FileOutcome:
+    """Turn a complete upload into a photo (or a refusal), as a multipart part would be, and keep the answer."""
     if not await uploads.has_bytes(upload):
         await uploads.remove(upload.id)
         raise NotFound("The bytes of this upload are gone (the server stopped while finishing it); "
                        "upload the file again.")
-    _, entry = await uploads.finish(upload, ingest)
-    return entry
+    outcome = await uploads.finish(upload, ingest)
+    await record(uploads, upload, outcome)
+    return outcome
+
+
+async def record(uploads: ResumableUploads, upload: ResumableUpload, outcome: FileOutcome) -> None:
+    await uploads.record_result(upload, outcome_status(outcome), outcome_entry(outcome))
 
 
 def finished_headers(upload: ResumableUpload) -> dict:
@@ -206,11 +199,10 @@ def finished_headers(upload: ResumableUpload) -> dict:
 
 
 def refusal(upload: ResumableUpload) -> PhotoqError:
-    """The JSON error that answers the last byte of a refused file, as its multipart entry says it."""
+    """The JSON error that answered the last byte of a refused file, again (its client asks once more)."""
     entry = upload.result or {}
-    error = PhotoqError(entry.get("message"), code=entry.get("error", "rejected"))
-    error.status = upload.result_status or 400
-    return error
+    kind = error_for_status(upload.result_status or 400) or BadRequest
+    return kind(entry.get("message"), code=entry.get("error", "rejected"))
 
 
 def status_body(upload: ResumableUpload) -> dict:
@@ -304,13 +296,13 @@ async def append_bytes(request: web.Request) -> web.Response:
             await receive_body(request, session, upload, checksum)
         if start < imaging.SNIFF_BYTES and (upload.offset >= imaging.SNIFF_BYTES or upload.complete) \
                 and not await uploads.head_is_image(upload):
-            await uploads.record_result(upload, 415, {"filename": upload.filename, "status": "rejected",
-                                                      "error": "unsupported_media_type", "message": NOT_AN_IMAGE})
-            raise refusal(upload)
+            refused = Rejected(upload.filename, UnsupportedMedia(NOT_AN_IMAGE))
+            await record(uploads, upload, refused)
+            raise refused.error
         if upload.complete:
-            entry = await finish_upload(uploads, upload, ingest)
-            if entry["status"] == "rejected":
-                raise refusal(upload)
+            outcome = await finish_upload(uploads, upload, ingest)
+            if isinstance(outcome, Rejected):
+                raise outcome.error
             return web.Response(status=204, headers=finished_headers(upload))
     return web.Response(status=204, headers={"Upload-Offset": str(upload.offset),
                                              "Upload-Expires": http_date(upload.expires_at)})

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..gallery_order import DEFAULT_ORDER, ORDER_LABELS, Cursor, GalleryOrder, day_of, parse_order
-from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name
+from ..models import MAX_ALBUM_NAME, Album, Photo, Status, clean_album_name, original_version
 from . import urls
 from .api import MAX_SQLITE_INTEGER
 from .keys import CONFIG, DB, QUEUE, TRASH, WORKERS
@@ -152,17 +152,17 @@ def exposure_text(exif: dict) -> str | None:
     return " · ".join(parts) or None
 
 
-def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, float]
-                    ) -> list[tuple[str, int, float | None]]:
+def rendered_thumbs(thumbs: list[tuple[str, int]], written: dict[str, str]
+                    ) -> list[tuple[str, int, str | None]]:
     """The thumbnails of a grid image's srcset: those already written (an output added to the configuration is
     served as the whole original until it is rendered, so it is left out meanwhile), or all, unversioned, when none
     is written yet."""
-    ready: list[tuple[str, int, float | None]] = [(name, width, written[name]) for name, width in thumbs
-                                                  if name in written]
+    ready: list[tuple[str, int, str | None]] = [
+        (name, width, written[name]) for name, width in thumbs if name in written]
     return ready or [(name, width, None) for name, width in thumbs]
 
 
-def grid_image(photo_id: int, thumbs: list[tuple[str, int, float | None]]) -> tuple[str, str]:
+def grid_image(photo_id: int, thumbs: list[tuple[str, int, str | None]]) -> tuple[str, str]:
     """(src, srcset) of a grid image: the middle thumbnail, and every thumbnail at its nominal width."""
     if not thumbs:
         return urls.photo_file(photo_id, "original"), ""
@@ -189,7 +189,7 @@ def tile_state(photo: Photo) -> str:
     return "queued"
 
 
-def tile(photo: Photo, thumbs: list[tuple[str, int]], written: dict[str, float]) -> dict:
+def tile(photo: Photo, thumbs: list[tuple[str, int]], written: dict[str, str]) -> dict:
     src, srcset = grid_image(photo.id, rendered_thumbs(thumbs, written))
     return {
         "id": photo.id,
@@ -468,7 +468,7 @@ async def photo_page(request: web.Request) -> web.Response:
         "order": str(order),
         "position": at + 1,
         "album_total": len(sequence),
-        "original_url": urls.photo_file(photo.id, "original"),
+        "original_url": urls.photo_file(photo.id, "original", original_version(photo.sha256)),
         "nav": "albums",
     })
 

@@ -6,7 +6,6 @@ page, a script and the API never disagree about a path.
 
 from __future__ import annotations
 
-import math
 from urllib.parse import quote, urlencode
 
 
@@ -66,17 +65,11 @@ def photo_retry_api(photo_id: int) -> str:
     return f"/api/photos/{photo_id}/retry"
 
 
-def version_token(written_at: float) -> str:
-    """When an output was written, as a short token: milliseconds since the epoch in hexadecimal (rounded half up,
-    as JavaScript's Math.round does)."""
-    return f"{math.floor(written_at * 1000 + 0.5):x}"
-
-
-def photo_file(photo_id: int, variant: str = "original", written_at: float | None = None) -> str:
-    """A photo's file (the original or one output). With the time an output was written, a URL the browser may
-    cache for good: it changes when `photoq reprocess` renders the output again."""
+def photo_file(photo_id: int, variant: str = "original", version: str | None = None) -> str:
+    """A photo's file (the original or one output). With its version (models.original_version, output_version), a
+    URL the browser may cache for good: it changes when the picture does (`photoq reprocess` renders it again)."""
     url = f"/api/photos/{photo_id}/file?variant={quote(variant, safe='')}"
-    return url if written_at is None else f"{url}&v={version_token(written_at)}"
+    return url if version is None else f"{url}&v={quote(version, safe='')}"
 
 
 def events(album_id: int | None = None) -> str:

@@ -83,8 +83,15 @@ class UiApp:
         page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda exc: self.console.append(f"pageerror: {exc}"))
         if logged_in:
-            await page.goto(self.url(f"/login?token={TEST_TOKEN}"))
+            await page.goto(await self.login_link())
         return page
+
+    async def login_link(self, next_path: str | None = None) -> str:
+        """A one-time login link, as `photoq login-url` prints it."""
+        from photoq.web.keys import SESSIONS
+
+        code = await self.app[SESSIONS].mint_login_code()
+        return self.url(f"/login?code={code}" + (f"&next={next_path}" if next_path else ""))
 
     def unexpected_console(self) -> list[str]:
         return [m for m in self.console if not any(ok in m for ok in EXPECTED_CONSOLE)]

@@ -53,10 +53,14 @@ async def test_log_in_with_the_token_form_and_with_the_login_link(browser, start
     assert "/login" in page.url
 
     link_page = await ui.new_page(browser, logged_in=False)
-    await link_page.goto(ui.url(f"/login?token={TEST_TOKEN}&next=%2F"))
+    link = await ui.login_link("%2F")
+    await link_page.goto(link)
     await expect(link_page.get_by_role("heading", level=1, name="Albums")).to_be_visible()
-    assert TEST_TOKEN not in link_page.url  # the token left the address bar at once
+    assert "code=" not in link_page.url  # the one-time code left the address bar at once
     await screenshot(link_page, "02-albums-empty")
+    other = await ui.new_page(browser, logged_in=False)
+    await other.goto(link)  # a login link works once
+    await expect(other.get_by_role("alert")).to_contain_text("expired or was already used")
 
 
 # -- albums and uploads ------------------------------------------------------------------------------------------
