@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYZ_PYTHON ?= $(PYTHON)
 PYZ        ?= dist/photoq.pyz
 
-.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser
+.PHONY: run test lint bench bench-load bench-memory pyz constraints clean browser fuse jpegtran
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +24,30 @@ run: $(STAMP)
 browser:
 	@bash .ci/ensure-chromium
 
+# The power-cut tests mount a FUSE filesystem (tests/powercut_fs.py); install fuse3 when missing and we may.
+fuse:
+	@bash .ci/ensure-fuse
+
 # The gate: ruff (rules and reasons in pyproject.toml) and mypy on photoq/. `make test` runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check
 	$(BIN)/mypy
 
-test: lint $(STAMP) browser
+# tests/test_fast_jpeg.py recodes a JPEG with libjpeg-turbo's jpegtran (arithmetic coding): Debian's
+# libjpeg-turbo-progs, installed when missing and we may (the test is skipped without it).
+jpegtran:
+	@command -v jpegtran >/dev/null || [ "$$(id -u)" -ne 0 ] || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null 2>&1 || \
+	  { apt-get update >/dev/null && apt-get install -y --no-install-recommends libjpeg-turbo-progs >/dev/null; }; }
+
+test: lint $(STAMP) browser fuse jpegtran
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# PyTurboJPEG (compared with simplejpeg) loads Debian's libturbojpeg0; without it that column reads n/a.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@[ -e /usr/lib/$$(uname -m)-linux-gnu/libturbojpeg.so.0 ] || [ "$$(id -u)" -ne 0 ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libturbojpeg0 >/dev/null 2>&1 || true
 	$(BIN)/python bench/run.py
 
 # 20 concurrent uploaders x 50 photos against a live server with busy workers; prints p50/p95/p99 upload latency.

@@ -39,7 +39,8 @@ def default_specs(method: int):
 def make_photoq(method: int):
     from photoq import imaging
 
-    imaging.init_worker(150_000_000)
+    if "module" not in imaging._FAST_JPEG:
+        imaging.init_worker(150_000_000)
     specs = default_specs(method)
 
     def run(source: str, dest: str) -> None:
@@ -48,16 +49,12 @@ def make_photoq(method: int):
     return run
 
 
-def make_recipe(method: int):
-    """photoq's render configured as the issue's "Pillow done well" recipe, which imaging.py started from: one BICUBIC
-    resize to the largest output, then each smaller output BICUBIC-resized from the previous one."""
-    from PIL import Image
-
+def make_photoq_pillow(method: int):
+    """photoq's render with Pillow decoding every JPEG, as before libjpeg-turbo's scaled decode (and as on a platform
+    without simplejpeg): draft() only when the source is at least twice the largest output."""
     from photoq import imaging
 
-    imaging.MAIN_RESAMPLE = Image.Resampling.BICUBIC
-    imaging.CASCADE_RESAMPLE = Image.Resampling.BICUBIC
-    imaging.CASCADE_MIN_RATIO = 1.0  # the smallest image made so far that covers the target: the previous one
+    imaging._FAST_JPEG["module"] = None
     return make_photoq(method)
 
 
@@ -103,7 +100,7 @@ def make_vips(effort: int):
 
 PIPELINES = {
     "photoq": lambda method: make_photoq(method),
-    "recipe": lambda method: make_recipe(method),
+    "photoq-pillow": lambda method: make_photoq_pillow(method),
     "naive": lambda method: make_naive(),
     "vips": lambda method: make_vips(method),
     "vips-e4": lambda method: make_vips(4),
@@ -186,3 +183,65 @@ if __name__ == "__main__":
         sys.path.insert(0, str(REPO))
         _, _, name, method, source, dest, reps = sys.argv
         print(json.dumps(child(name, int(method), source, dest, int(reps))))
+
+
+# -- JPEG decoders ------------------------------------------------------------------------------------------------
+
+
+def decoder_comparison(sources: dict[str, Path], target: tuple[int, int] = (2160, 1620), reps: int = 5) -> dict:
+    """CPU ms to decode each source scaled to cover `target` and LANCZOS-resize it to `target` (median of `reps`):
+    Pillow (full decode: the scale is below 2x), simplejpeg and PyTurboJPEG (libjpeg-turbo's M/8 scaled decode)."""
+    from PIL import Image
+
+    def pillow(data: bytes):
+        import io
+
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", target)
+            im.load()
+            return im.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+
+    def as_image(pixels, mode: str):
+        return Image.frombuffer(mode, (pixels.shape[1], pixels.shape[0]), pixels, "raw", mode, 0, 1).resize(
+            target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+
+    decoders: dict = {"Pillow": pillow}
+    versions = {}
+    try:
+        import simplejpeg
+
+        decoders["simplejpeg"] = lambda data: as_image(simplejpeg.decode_jpeg(
+            data, "RGBX", min_width=target[0], min_height=target[1]), "RGBX")
+        versions["simplejpeg"] = simplejpeg.__version__
+    except ImportError as exc:
+        versions["simplejpeg"] = f"n/a ({exc})"
+    try:
+        import turbojpeg
+
+        tj = turbojpeg.TurboJPEG()
+
+        def pyturbojpeg(data: bytes):
+            width, height = tj.decode_header(data)[:2]
+            factor = next(f for f in sorted(tj.scaling_factors, key=lambda f: f[0] / f[1])
+                          if f[0] <= f[1] and -(-width * f[0] // f[1]) >= target[0]
+                          and -(-height * f[0] // f[1]) >= target[1])
+            return as_image(tj.decode(data, pixel_format=turbojpeg.TJPF_RGBX, scaling_factor=factor), "RGBX")
+
+        decoders["PyTurboJPEG"] = pyturbojpeg
+        versions["PyTurboJPEG"] = getattr(turbojpeg, "__version__", "?")
+    except Exception as exc:  # noqa: BLE001 - missing package or libturbojpeg
+        versions["PyTurboJPEG"] = f"n/a ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+    results: dict = {"versions": versions, "target": list(target), "rows": {}}
+    for name, path in sources.items():
+        data = path.read_bytes()
+        row = {}
+        for decoder, run in decoders.items():
+            run(data)
+            times = []
+            for _ in range(reps):
+                started = time.process_time()
+                run(data)
+                times.append((time.process_time() - started) * 1000)
+            row[decoder] = statistics.median(times)
+        results["rows"][name] = row
+    return results

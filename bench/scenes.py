@@ -49,18 +49,20 @@ def scene(width: int, height: int, seed: int = 0, leaves: int = 4000, texture: f
     return out.filter(ImageFilter.GaussianBlur(0.7))
 
 
-def jpeg_bytes(img: Image.Image, quality: int = 90, orientation: int | None = None) -> bytes:
-    """Encode as JPEG. With `orientation` 6 the pixels are stored rotated, as a phone held upright stores them,
-    so that the displayed image is `img` again."""
+def jpeg_bytes(img: Image.Image, quality: int = 90, orientation: int | None = None, progressive: bool = False) -> bytes:
+    """Encode as JPEG (progressive: libjpeg's standard 10-scan progression, as phones' and web exports use). With
+    `orientation` 6 the pixels are stored rotated, as a phone held upright stores them, so that the displayed image is
+    `img` again."""
     buffer = io.BytesIO()
     if orientation is None:
-        img.save(buffer, "JPEG", quality=quality)
+        img.save(buffer, "JPEG", quality=quality, progressive=progressive)
     else:
         if orientation != 6:
             raise ValueError("only orientation 6 is made here")
         exif = Image.Exif()
         exif[ORIENTATION_TAG] = orientation
-        img.transpose(Image.Transpose.ROTATE_90).save(buffer, "JPEG", quality=quality, exif=exif.tobytes())
+        img.transpose(Image.Transpose.ROTATE_90).save(buffer, "JPEG", quality=quality, exif=exif.tobytes(),
+                                                      progressive=progressive)
     return buffer.getvalue()
 
 

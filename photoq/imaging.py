@@ -1,8 +1,12 @@
 """Image probing and rendering.
 
-Pure and synchronous: the standard library, Pillow and pillow-heif. ``probe`` runs in a
+Pure and synchronous: the standard library, Pillow, pillow-heif and simplejpeg. ``probe`` runs in a
 thread of the web process and reads headers only; ``render`` runs in a
 ``ProcessPoolExecutor`` child (set up by ``init_worker``) and does the pixel work.
+
+JPEGs that shrink by a factor libjpeg's draft cannot express are decoded by libjpeg-turbo's scaled decode (through
+simplejpeg, imported in image processes only) at the smallest M/8 scale that still covers the largest output; Pillow
+still parses the header (EXIF, ICC profile, orientation), does the exact LANCZOS resize and everything after it.
 """
 
 from __future__ import annotations
@@ -11,13 +15,18 @@ import base64
 import contextlib
 import dataclasses
 import io
+import logging
 import math
+import mmap
 import os
 import re
 import secrets
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from types import ModuleType
 from typing import BinaryIO
 
 from PIL import (
@@ -33,7 +42,9 @@ from PIL import (
 from PIL.ExifTags import IFD as ExifIFD
 from PIL.ExifTags import Base as ExifTag
 
-from . import isobmff
+from . import durable, isobmff
+
+log = logging.getLogger(__name__)
 
 FORMATS: dict[str, str] = {
     "jpeg": "image/jpeg",
@@ -129,6 +140,12 @@ class CorruptImage(ImageError):
 
 class TooManyPixels(ImageError):
     code = "too_many_pixels"
+
+
+class HostileImage(CorruptImage):
+    """A file shaped to exhaust the decoder rather than to show a picture: a progressive JPEG with more scans than any
+    encoder writes, or a decode that overran its CPU-time budget. Like every CorruptImage it cannot succeed on a
+    retry, so it should fail for good at once; the message says why."""
 
 
 _UNSUPPORTED_MESSAGE = (
@@ -376,6 +393,228 @@ def _summarize_exif(exif: Image.Exif) -> tuple[dict, str | None]:
     return summary, _taken_at(original, offset)
 
 
+# --------------------------------------------------------------------------- JPEG structure
+
+# libjpeg's standard progression writes 10 scans (6 for greyscale), mozjpeg's and Photoshop's stay well below 30, and
+# libjpeg-turbo itself calls more than 500 "unreasonably large" (its scan limit for fuzzing). Every scan of a
+# progressive JPEG is a pass over all of the image's coefficient blocks, however few bytes it has: ~200-byte scans
+# repeated 2 000 times kept a worker busy for 20 s at 144 MP. A file with more scans than this is refused.
+MAX_JPEG_SCANS = 100
+# CPU seconds a decode may take: DECODE_CPU_SECONDS plus DECODE_CPU_SECONDS_PER_MEGAPIXEL for every megapixel. A
+# 12 MP progressive JPEG decodes in ~0.13 s on a desktop core and ~1 s on a Raspberry Pi 4; what runs for longer
+# than ~40 times that is not a photo.
+DECODE_CPU_SECONDS = 10.0
+DECODE_CPU_SECONDS_PER_MEGAPIXEL = 0.5
+
+# The scaled decode is not free of aliasing: LANCZOS must still shrink it by this much. Measured with bench/quality.py
+# (SSIM of the 2160 px output against a LANCZOS resize of the full-resolution source): a 24 MP JPEG decoded at 3/8
+# (1.04x the target) scored 0.0010 below Pillow's 1/2 draft and at 4/8 the same; a 9 MP one at 5/8 (1.01x) 0.0002
+# below the full decode and at 6/8 0.0005 above it; a 12 MP one at 5/8 (1.16x) 0.0014 above the full decode.
+MIN_SCALED_RATIO = 1.1
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # 0xC4 DHT, 0xC8 JPG, 0xCC DAC
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_HUFFMAN_DCT_SOF = frozenset({0xC0, 0xC1, 0xC2})  # baseline, extended sequential, progressive; the rest is lossless,
+# hierarchical or arithmetic-coded
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xDA)})  # TEM, RSTn, SOI, EOI: no length field
+# In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing) or is a marker; RSTn markers stay inside a scan.
+# (A literal first byte lets the regex engine skip ahead at memchr speed: 1 ms for a 3 MB file, not 23 ms.)
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+@dataclass(frozen=True)
+class JpegLayout:
+    """What a JPEG's markers say about how it decodes: its frame header and how many scans it has."""
+
+    sof: int  # the start-of-frame marker (0xC0 baseline, 0xC2 progressive, ...)
+    precision: int  # bits per sample
+    width: int
+    height: int
+    sampling: tuple[tuple[int, int], ...]  # (horizontal, vertical) sampling factor of each component
+    scans: int  # start-of-scan markers up to the first EOI (counting stops once past MAX_JPEG_SCANS)
+
+    @property
+    def progressive(self) -> bool:
+        return self.sof in _PROGRESSIVE_SOF
+
+    @property
+    def huffman_dct(self) -> bool:
+        """8-bit Huffman-coded DCT (baseline, extended or progressive): what libjpeg-turbo's fast paths decode."""
+        return self.sof in _HUFFMAN_DCT_SOF and self.precision == 8
+
+    def coefficient_bytes(self) -> int:
+        """Memory libjpeg keeps for a progressive decode: every component's DCT coefficients, 64 two-byte values per
+        8x8 block, padded to whole MCUs, alive from the first scan to the last (even when decoding scaled down)."""
+        if not self.progressive or not self.sampling:
+            return 0
+        h_max = max(h for h, _ in self.sampling)
+        v_max = max(v for _, v in self.sampling)
+        mcus_across = -(-self.width // (8 * h_max))
+        mcus_down = -(-self.height // (8 * v_max))
+        blocks = sum(mcus_across * h * mcus_down * v for h, v in self.sampling)
+        return blocks * 64 * 2
+
+
+def jpeg_layout(data: bytes | mmap.mmap, count_scans: bool = True) -> JpegLayout | None:
+    """Walk a JPEG's markers (never its pixel data): the frame header and, with ``count_scans``, the number of scans.
+
+    None when there is no frame header before the first scan; a file this walk cannot follow to the end is left to
+    the decoder to judge (only its scans so far are counted).
+    """
+    size, pos = len(data), 2
+    frame: tuple[int, int, int, int, tuple[tuple[int, int], ...]] | None = None
+    scans = 0
+    while pos + 4 <= size:  # marker segments up to the first scan
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in _SOF_MARKERS and frame is None and pos + 10 <= size:
+            precision = data[pos + 4]
+            height = int.from_bytes(data[pos + 5:pos + 7], "big")
+            width = int.from_bytes(data[pos + 7:pos + 9], "big")
+            components = data[pos + 9]
+            sampling = tuple((data[i] >> 4, data[i] & 0x0F) for i in range(pos + 11, min(pos + 10 + 3 * components,
+                                                                                            size), 3))
+            frame = (marker, precision, width, height, sampling)
+        pos += 2 + length
+        if marker == 0xDA:
+            scans = 1
+            break
+    if frame is None:
+        return None
+    while count_scans and scans and scans <= MAX_JPEG_SCANS:  # the entropy-coded data, marker to marker
+        found = _MARKER_AFTER_SCAN.search(data, pos)
+        if found is None:
+            break
+        start = found.start()
+        marker = data[start + 1]
+        if marker == 0xD9:  # EOI (whatever follows, e.g. a phone's second picture, is not this image)
+            break
+        if marker in _STANDALONE_MARKERS or start + 4 > size:
+            pos = found.end()
+            continue
+        scans += marker == 0xDA
+        pos = start + 2 + int.from_bytes(data[start + 2:start + 4], "big")
+    return JpegLayout(*frame, scans=scans)
+
+
+def _check_jpeg_scans(layout: JpegLayout | None) -> None:
+    if layout is not None and layout.scans > MAX_JPEG_SCANS:
+        raise HostileImage(
+            f"This JPEG has more than {MAX_JPEG_SCANS} scans, far more than any camera or editor writes; decoding "
+            "it would take minutes of processing for no picture, so it is refused."
+        )
+
+
+def _map_file(fp: BinaryIO) -> mmap.mmap:
+    """The whole file, read-only, paged in from the page cache as it is read (never copied onto the heap)."""
+    return mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+@contextlib.contextmanager
+def _decode_time_limit(pixels: int) -> Iterator[None]:
+    """Raise HostileImage when the decode inside uses more CPU time than its budget (see DECODE_CPU_SECONDS).
+
+    A CPU-time timer (ITIMER_VIRTUAL), so a busy machine does not count against the image; Python runs the handler
+    between two calls into the decoder (Pillow feeds it 64 KiB at a time). Only the main thread receives signals:
+    elsewhere (a test's thread) the decode runs without the timer.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+    budget = DECODE_CPU_SECONDS + DECODE_CPU_SECONDS_PER_MEGAPIXEL * pixels / 1e6
+
+    def overrun(signum, frame):
+        raise HostileImage(f"Decoding this image took more than {budget:.0f} seconds of processing, far longer "
+                           "than any photo of its size needs, so it was stopped and refused.")
+
+    previous = signal.signal(signal.SIGVTALRM, overrun)
+    signal.setitimer(signal.ITIMER_VIRTUAL, budget)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+
+
+_FAST_JPEG: dict[str, ModuleType | None] = {}  # per process: simplejpeg once imported, None once found missing
+
+
+def _fast_jpeg_decoder() -> ModuleType | None:
+    """simplejpeg (libjpeg-turbo's scaled decode), or None where it cannot be imported: then every JPEG takes Pillow's
+    path, which is slower for shrink factors below 2, and this is logged once per process."""
+    if "module" not in _FAST_JPEG:
+        try:
+            import simplejpeg
+        except ImportError as exc:  # no wheel for this platform, or a broken install
+            log.warning("simplejpeg is not available (%s): JPEGs are decoded by Pillow alone, which is slower", exc)
+            _FAST_JPEG["module"] = None
+        else:
+            _FAST_JPEG["module"] = simplejpeg
+    return _FAST_JPEG["module"]
+
+
+def _scaled_size(size: tuple[int, int], eighths: int) -> tuple[int, int]:
+    return -(-size[0] * eighths // 8), -(-size[1] * eighths // 8)
+
+
+def jpeg_scale_eighths(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The M (1..8) of libjpeg's M/8 scaled decode for a ``size`` JPEG whose largest output is ``target``.
+
+    The smallest scale that leaves at least MIN_SCALED_RATIO for the LANCZOS step, and never a smaller one than
+    draft() would decode at (1/2, 1/4, 1/8): quality is at least what Pillow's path gives (see MIN_SCALED_RATIO).
+    """
+    roomy = next((m for m in range(1, 8)
+                  if all(s >= MIN_SCALED_RATIO * t for s, t in zip(_scaled_size(size, m), target, strict=True))), 8)
+    drafted = next(p for p in (8, 4, 2, 1) if size[0] // p >= target[0] and size[1] // p >= target[1])
+    return min(roomy, 8 // drafted)
+
+
+def _decode_jpeg_scaled(
+    data: mmap.mmap, im: ImageFile.ImageFile, layout: JpegLayout | None, target: tuple[int, int]
+) -> tuple[Image.Image, tuple[float, float, float, float]] | None:
+    """Decode with libjpeg-turbo at the smallest M/8 scale that covers ``target`` (stored orientation).
+
+    Returns the image and the region of it that matches the original frame (for resize's ``box``), or None where the
+    fast path does not apply: no scale below 8/8 fits, CMYK/YCCK, arithmetic coding, 12-bit, simplejpeg missing, or a
+    file libjpeg-turbo reports damaged (Pillow, which tolerates libjpeg's warnings, decides about those).
+    """
+    if layout is None or not layout.huffman_dct or im.mode not in ("RGB", "L"):
+        return None
+    if (layout.width, layout.height) != im.size or len(layout.sampling) != len(im.mode):
+        return None
+    eighths = jpeg_scale_eighths(im.size, target)
+    if eighths == 8:
+        return None  # no gain over Pillow's own full decode
+    decoder = _fast_jpeg_decoder()
+    if decoder is None:
+        return None
+    grey = im.mode == "L"
+    scaled = _scaled_size(im.size, eighths)
+    try:
+        # simplejpeg picks the smallest scale that gives at least min_width x min_height: exactly `eighths` here.
+        # strict: libjpeg's warnings (extraneous bytes, premature end) raise instead of leaving grey pixels.
+        pixels = decoder.decode_jpeg(data, "GRAY" if grey else "RGBX", min_width=scaled[0], min_height=scaled[1],
+                                     strict=True)
+    except (ValueError, RuntimeError) as exc:
+        log.debug("libjpeg-turbo refused this JPEG (%s); Pillow decodes it", exc)
+        return None
+    height, width = pixels.shape[:2]
+    if (width, height) != scaled:
+        return None
+    # RGBX and L images can share the decoder's buffer: no copy of the decoded pixels.
+    mode = "L" if grey else "RGBX"
+    decoded = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
+    return decoded, (0.0, 0.0, im.width * eighths / 8, im.height * eighths / 8)
+
+
 # --------------------------------------------------------------------------- probe
 
 
@@ -404,6 +643,9 @@ def probe(path: str, max_pixels: int) -> Probe:
             im = _open_image(fp, fmt)
             stored_size = _stored_size(im)
             _check_dimensions(stored_size, max_pixels)
+            if fmt == "jpeg":  # a scan bomb is refused at upload, before any decode
+                with _map_file(fp) as data:
+                    _check_jpeg_scans(jpeg_layout(data))
             exif = _read_exif(im)
             orientation = _orientation(exif)
         summary, taken_at = _summarize_exif(exif)  # TIFF EXIF is read from fp lazily
@@ -621,7 +863,7 @@ def render(
     try:
         with open(source, "rb") as fp:
             largest, plan, icc_profile = _decode_largest(fp, specs)
-        created_dest_dir = _ensure_directory(dest_dir)
+        durable.makedirs(dest_dir, fsync)
         results: dict[int, OutputResult] = {}  # by position in specs
         made = [largest]  # every size made so far, largest first
         for planned in plan:
@@ -638,9 +880,10 @@ def render(
             smallest = plan[-1].index
             results[smallest] = dataclasses.replace(results[smallest], placeholder=thumbhash_base64(image))
         if fsync:
-            _fsync_directory(dest_dir)
-            if created_dest_dir:
-                _fsync_directory(os.path.dirname(os.path.abspath(dest_dir)))
+            # The outputs' names, and the folder's own name: the photo's other job, in another process, may have
+            # created the folder a moment ago and not yet made its name durable.
+            durable.fsync_directory(dest_dir)
+            durable.fsync_directory(os.path.dirname(os.path.abspath(dest_dir)))
         return [results[index] for index in range(len(specs))]  # `plan` has every spec
     finally:
         for path in temp_paths:
@@ -676,32 +919,42 @@ def _decode_largest(
     (None when the pixels are sRGB). The full-size decode is freed on return.
     """
     fmt = _sniff_file(fp)
-    try:
-        im = _open_image(fp, fmt)
-        stored_size = _stored_size(im)
-        _check_dimensions(stored_size, Image.MAX_IMAGE_PIXELS)
-        # libheif has applied a HEIC's irot/imir already, and its EXIF orientation describes the same turn.
-        orientation = 1 if fmt == "heic" else _orientation(_read_exif(im))
-        icc_profile = im.info.get("icc_profile")
-        plan = _plan_outputs(_displayed_size(stored_size, orientation), specs)
-        orientation = _orientation_left_to_us(im, orientation)
-        # The largest output as the decoder lays out pixels (the swap is its own inverse).
-        largest_decoded = _displayed_size(plan[0].size, orientation)
-        box = _draft_jpeg(im, largest_decoded)
-        im.load()
-        working = _to_8bit_working_mode(im, icc_profile)
-        del im  # the full-size decode, when the working copy is a new image
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_many_pixels(None, None) from exc
-    except Exception as exc:
-        if _is_environment_error(exc):
+    with contextlib.ExitStack() as stack:
+        data = stack.enter_context(_map_file(fp)) if fmt == "jpeg" else None
+        try:
+            im = _open_image(fp, fmt)
+            stored_size = _stored_size(im)
+            _check_dimensions(stored_size, Image.MAX_IMAGE_PIXELS)
+            layout = jpeg_layout(data) if data is not None else None
+            _check_jpeg_scans(layout)
+            # libheif has applied a HEIC's irot/imir already, and its EXIF orientation describes the same turn.
+            orientation = 1 if fmt == "heic" else _orientation(_read_exif(im))
+            icc_profile = im.info.get("icc_profile")
+            plan = _plan_outputs(_displayed_size(stored_size, orientation), specs)
+            orientation = _orientation_left_to_us(im, orientation)
+            # The largest output as the decoder lays out pixels (the swap is its own inverse).
+            largest_decoded = _displayed_size(plan[0].size, orientation)
+            with _decode_time_limit(stored_size[0] * stored_size[1]):
+                scaled = _decode_jpeg_scaled(data, im, layout, largest_decoded) if data is not None else None
+                if scaled is not None:
+                    decoded, box = scaled  # RGBX or L, ready to resize
+                else:
+                    box = _draft_jpeg(im, largest_decoded)
+                    im.load()
+                    decoded = _to_8bit_working_mode(im, icc_profile)
+        except ImageError:
             raise
-        raise _corrupt(exc) from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_many_pixels(None, None) from exc
+        except Exception as exc:
+            if _is_environment_error(exc):
+                raise
+            raise _corrupt(exc) from exc
 
-    largest = working.resize(largest_decoded, MAIN_RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
-    del working
+        largest = decoded.resize(largest_decoded, MAIN_RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+        del im, decoded
+    if largest.mode == "RGBX":
+        largest = largest.convert("RGB")
     if orientation in _ORIENTATION_TRANSPOSE:
         largest = largest.transpose(_ORIENTATION_TRANSPOSE[orientation])
     largest, embed_profile = _to_srgb(largest, icc_profile)
@@ -743,19 +996,66 @@ def _draft_jpeg(im: ImageFile.ImageFile, target: tuple[int, int]):
 _PEAK_BYTES_PER_PIXEL = 4  # Pillow keeps RGB as RGBX; counting grey images the same errs on the safe side
 _CODEC_BUFFER_BYTES = 8 * 1024 * 1024  # libjpeg/libwebp/zlib working memory and allocator slack, measured generously
 # Copies of the decoded picture alive at the peak, by source format (measured with `make bench-memory` and
-# tests/test_memory_budget.py): libjpeg decodes straight into Pillow's image; other decoders may be followed by a
-# mode conversion while the decoded copy still exists; libwebp decodes into a buffer of its own, which Pillow
-# copies, and both live through that conversion (about 16 bytes per pixel).
+# tests/test_memory_budget.py): libjpeg decodes straight into Pillow's image (or, scaled by simplejpeg, into a buffer
+# Pillow shares); other decoders may be followed by a mode conversion while the decoded copy still exists (16-bit
+# greyscale: 2 + 2 + 1 bytes per pixel); libwebp decodes into a buffer of its own, which Pillow copies, and both
+# live through that conversion (about 16 bytes per pixel).
 _DECODED_COPIES = {"jpeg": 1, "webp": 4}
 
 
-def estimated_peak_bytes(width: int, height: int, fmt: str, specs: Sequence[OutputSpec]) -> int:
+@dataclass(frozen=True)
+class DecodeFacts:
+    """What a source's header says about its decoder's memory beyond the decoded picture (see decode_facts)."""
+
+    decoder_bytes: int = 0  # held by the decoder itself while it runs
+
+
+def decode_facts(path: str, fmt: str) -> DecodeFacts:
+    """Read the header facts estimated_peak_bytes needs beyond size and format; empty when there are none or the
+    header cannot be read (render reports bad files; the estimate is not the place).
+
+    - a progressive JPEG: libjpeg keeps every DCT coefficient of the image from the first scan to the last, two
+      bytes per coefficient, however small the decode is scaled (a 12000 x 12000 4:4:4 one: 824 MiB);
+    - a compressed TIFF: libtiff decodes a whole strip or tile into a buffer of its own, and writers may put the whole
+      image (16-bit: 6 bytes per pixel) into one strip.
+    """
+    try:
+        with open(path, "rb") as fp:
+            if fmt == "jpeg":
+                with _map_file(fp) as data:
+                    layout = jpeg_layout(data, count_scans=False)
+                return DecodeFacts(layout.coefficient_bytes() if layout is not None else 0)
+            if fmt == "tiff":
+                return DecodeFacts(_tiff_strip_bytes(TiffImagePlugin.TiffImageFile(fp)))
+    except Exception as exc:
+        if _is_environment_error(exc) and not isinstance(exc, FileNotFoundError):
+            raise
+    return DecodeFacts()
+
+
+def _tiff_strip_bytes(im: TiffImagePlugin.TiffImageFile) -> int:
+    tags = im.tag_v2
+    width, height = _stored_size(im)
+    bits = tags.get(TiffImagePlugin.BITSPERSAMPLE, (8,))
+    bits_per_pixel = sum(bits) if isinstance(bits, tuple) else int(bits) * int(tags.get(
+        TiffImagePlugin.SAMPLESPERPIXEL, 1))
+    if TiffImagePlugin.TILEWIDTH in tags:
+        return -(-int(tags[TiffImagePlugin.TILEWIDTH]) * bits_per_pixel // 8) * int(tags[TiffImagePlugin.TILELENGTH])
+    rows = min(int(tags.get(TiffImagePlugin.ROWSPERSTRIP, height)), height)
+    return -(-width * bits_per_pixel // 8) * rows
+
+
+def estimated_peak_bytes(
+    width: int, height: int, fmt: str, specs: Sequence[OutputSpec], facts: DecodeFacts | None = None
+) -> int:
     """Pixel memory ``render`` holds at its peak for a source of this displayed size and format.
 
     Mirrors what render does: the decode (drafted by libjpeg to 1/2..1/8 when at least twice the largest output;
-    other formats count more than once, see _DECODED_COPIES),
-    resize's integer pre-reduction and one-axis intermediate, the largest output with its upright and sRGB copies,
-    and every smaller output. Conservative: real use is at most this, usually well below.
+    scaled by libjpeg-turbo to M/8 otherwise, which is never larger, so the full size is counted; other formats count
+    more than once, see _DECODED_COPIES), what the decoder itself holds (``facts``, from decode_facts: a
+    progressive JPEG's coefficients, a TIFF's strip buffer), resize's integer pre-reduction and one-axis
+    intermediate, the largest output with its upright and sRGB copies, and every smaller output. Conservative: real
+    use is at most this, usually well below.
     """
     if not specs or width <= 0 or height <= 0:
         return 0
@@ -772,7 +1072,8 @@ def estimated_peak_bytes(width: int, height: int, fmt: str, specs: Sequence[Outp
     reduced = (-(-decoded_w // factor_w)) * reduced_h if factor_w > 1 or factor_h > 1 else 0
     intermediate = target_w * reduced_h
     outputs = 2 * target_w * target_h + sum(w * h for w, h in sizes[1:])
-    return _PEAK_BYTES_PER_PIXEL * (decoded + reduced + intermediate + outputs) + _CODEC_BUFFER_BYTES
+    decoder = facts.decoder_bytes if facts is not None else 0
+    return _PEAK_BYTES_PER_PIXEL * (decoded + reduced + intermediate + outputs) + decoder + _CODEC_BUFFER_BYTES
 
 
 def _to_8bit_working_mode(im: Image.Image, icc_profile: bytes | None) -> Image.Image:
@@ -795,16 +1096,18 @@ def _scale_to_8bit(im: Image.Image) -> Image.Image:
     low: float
     high: float
     if im.mode in _SIXTEEN_BIT_MODES:
-        low, high = 0, 65535
-        im = im.convert("I")
-    else:
-        low, high = _band_extrema(im)
-        if im.mode == "F" and low >= 0 and high <= 1:
-            low, high = 0, 1
-        elif low >= 0 and high <= 255:
-            low, high = 0, 255  # already 8-bit data in a wider container
-        elif im.mode == "I" and low >= 0 and high <= 65535:
-            low, high = 0, 65535  # how older Pillow versions open 16-bit PNGs
+        # Scaled within 16 bits, then narrowed: 2 + 2 + 1 bytes per pixel at the peak. Through 32-bit "I" it was
+        # 2 + 4 + 4 + 1, and a 16-bit 12000 x 12000 PNG peaked at 1.5 GiB.
+        if im.mode != "I;16":
+            im = im.convert("I;16")
+        return im.point(lambda value: value * 255 / 65535 + 0.5).convert("L")
+    low, high = _band_extrema(im)
+    if im.mode == "F" and low >= 0 and high <= 1:
+        low, high = 0, 1
+    elif low >= 0 and high <= 255:
+        low, high = 0, 255  # already 8-bit data in a wider container
+    elif im.mode == "I" and low >= 0 and high <= 65535:
+        low, high = 0, 65535  # how older Pillow versions open 16-bit PNGs
     if high <= low:
         return im.convert("L")
     scale = 255 / (high - low)
@@ -919,22 +1222,6 @@ def _flatten_onto_white(im: Image.Image) -> Image.Image:
     flat = Image.new("RGB", im.size, (255, 255, 255))
     flat.paste(im, mask=im.getchannel("A"))
     return flat
-
-
-def _ensure_directory(path: str) -> bool:
-    """Create ``path`` (and parents) if missing; True when it had to be created."""
-    if os.path.isdir(path):
-        return False
-    os.makedirs(path, exist_ok=True)
-    return True
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(path: str) -> None:
@@ -1056,6 +1343,7 @@ def init_worker(max_pixels: int, niceness: int = 0) -> None:
     if niceness:
         os.nice(niceness)
     Image.MAX_IMAGE_PIXELS = max_pixels
+    _fast_jpeg_decoder()  # imported (or found missing, and logged) once, before the first job
     # A truncated upload must fail as CorruptImage, never render half grey.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     # libjpeg-turbo, libwebp (as Pillow drives it), zlib and lcms2 are already

@@ -179,6 +179,7 @@ class NextJob:
     width: int
     height: int
     format: str
+    sha256: str = ""  # finds the original, whose header the memory estimate reads
 
 
 @dataclass(frozen=True)

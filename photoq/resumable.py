@@ -30,10 +30,10 @@ from typing import Any
 
 import aiofiles
 
-from . import imaging
+from . import durable, imaging
+from .durable import fsync_directory
 from .errors import ChecksumMismatch, PayloadTooLarge, PhotoqError
 from .ingest import FileOutcome, Ingest, Rejected
-from .storage import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class ResumableUploads:
 
     def prepare(self) -> int:
         """Start-up: create the folder and remove what a creation cut off by a crash left. Returns how many."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        durable.makedirs(self.root, self.fsync)
         removed = 0
         for entry in os.scandir(self.root):
             if not (self.valid_id(entry.name) and entry.is_dir(follow_symlinks=False)):

@@ -25,7 +25,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import imaging
+from . import durable, imaging
+from .durable import fsync_directory
 
 PARTIAL_OUTPUT_SUFFIX = ".tmp"
 
@@ -46,8 +47,17 @@ class Storage:
         self.tmp = self.root / "tmp"
 
     def prepare(self) -> None:
+        """Start-up: the folders, durably (a power cut must not take a folder, and the files in it, away)."""
         for directory in (self.root, self.originals, self.variants, self.tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+            durable.makedirs(directory, self.fsync)
+        # The 256 variant buckets are made here, once, rather than by the image processes as photos arrive: two
+        # processes could then race, one putting a photo's outputs in a bucket whose name the other has not yet
+        # made durable.
+        missing = [b for b in (self.variants / f"{i:02x}" for i in range(256)) if not b.is_dir()]
+        for bucket in missing:
+            bucket.mkdir(exist_ok=True)
+        if missing and self.fsync:
+            fsync_directory(self.variants)
 
     @property
     def database_path(self) -> Path:
@@ -110,7 +120,7 @@ class Storage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        durable.makedirs(final.parent, self.fsync)
         os.replace(upload, final)
         if self.fsync:
             fsync_directory(final.parent)
@@ -119,7 +129,9 @@ class Storage:
         await asyncio.to_thread(_unlink_all, list(paths))
 
     async def remove_relpaths(self, relpaths: Iterable[str]) -> None:
-        await asyncio.to_thread(_unlink_all, [self.root / p for p in relpaths])
+        """Remove these files durably: once this returns, a power cut cannot bring them back (the caller forgets
+        them in the database next, and a file that came back would be an orphan)."""
+        await asyncio.to_thread(_unlink_all, [self.root / p for p in relpaths], self.fsync)
 
     async def remove_photo_files(self, photo_ids: Iterable[int], originals: Iterable[tuple[str, str]]) -> None:
         photo_ids, originals = list(photo_ids), list(originals)
@@ -221,17 +233,15 @@ def _left_by_dead_process_here(name: str) -> bool:
     return False
 
 
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_all(paths: list[Path]) -> None:
+def _unlink_all(paths: list[Path], fsync: bool = False) -> None:
+    """Unlink each path that exists; with `fsync`, then fsync the folders they were in, so the removals are durable."""
+    folders = set()
     for path in paths:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass
+            continue
+        folders.add(path.parent)
+    if fsync:
+        for folder in folders:
+            fsync_directory(folder)

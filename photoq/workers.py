@@ -54,9 +54,10 @@ MEMORY_RECHECK_SECONDS = 5.0  # a worker waiting for memory looks at the queue a
 
 def _process_context():
     # aiosqlite's thread already exists, so forking the event loop's process is unsafe; a forkserver child is
-    # forked from a clean single-threaded server process that has imported only the imaging code.
+    # forked from a clean single-threaded server process that has imported only the imaging code (and simplejpeg with
+    # numpy, whose pages the children then share; a missing module is skipped).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["photoq.imaging"])
+    context.set_forkserver_preload(["photoq.imaging", "simplejpeg"])
     return context
 
 
@@ -214,7 +215,7 @@ class WorkerPool:
             if not jobs:
                 return None, 0
             first = jobs[0]
-            return await self._admit(first, self._estimated_memory(
+            return await self._admit(first, await self._estimated_memory(
                 first.job.kind, first.width, first.height, first.format))
         async with self._claim_lock:
             waited = False
@@ -222,7 +223,8 @@ class WorkerPool:
                 upcoming = await self.queue.next_runnable()
                 if upcoming is None:
                     return None, 0
-                need = self._estimated_memory(upcoming.kind, upcoming.width, upcoming.height, upcoming.format)
+                need = await self._estimated_memory(upcoming.kind, upcoming.width, upcoming.height, upcoming.format,
+                                                    upcoming.sha256)
                 if self.memory.fits(need):
                     claimed = await self.queue.claim_job(upcoming.id)
                     if claimed is None:  # taken, deleted or held back meanwhile
@@ -247,9 +249,13 @@ class WorkerPool:
         self._memory_changed()
         return claimed, need
 
-    def _estimated_memory(self, kind: JobKind, width: int, height: int, fmt: str) -> int:
-        # Every output of the kind, even when the job renders only some: never less than it needs.
-        return imaging.estimated_peak_bytes(width, height, fmt, self._specs[str(kind)])
+    async def _estimated_memory(self, kind: JobKind, width: int, height: int, fmt: str, sha256: str = "") -> int:
+        # Every output of the kind, even when the job renders only some: never less than it needs. With the original
+        # at hand, what its header says about the decoder's own memory too (a progressive JPEG's coefficients).
+        facts = None
+        if sha256:
+            facts = await asyncio.to_thread(imaging.decode_facts, str(self.storage.original_path(sha256, fmt)), fmt)
+        return imaging.estimated_peak_bytes(width, height, fmt, self._specs[str(kind)], facts)
 
     async def _wait_for_memory_or_work(self) -> None:
         """Until a running job frees memory, the queue changes (a new first job, pause, shutdown) or a few seconds

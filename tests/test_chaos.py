@@ -13,6 +13,7 @@ import os
 import random
 import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class Run:
 
 
 def read_db(data_dir: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{data_dir / 'photoq.db'}?mode=ro", uri=True, timeout=30) as conn:
+    """Read-only, and closed at once: it never checkpoints the WAL, and leaves no file open (an unmount waits)."""
+    with closing(sqlite3.connect(f"file:{data_dir / 'photoq.db'}?mode=ro", uri=True, timeout=30)) as conn:
         return conn.execute(sql).fetchall()
 
 

@@ -166,7 +166,7 @@ class SQLiteCatalogue(SQLiteConnection):
                 for path, sha256 in {(r["path"], r["sha256"]) for r in found}:
                     if not await self._sha256_referenced(tx, sha256):
                         unreferenced.append(path)
-            await remove_files(unreferenced)
+                await remove_files(unreferenced)  # before the commit: see Store.unstage
 
     # -- reads -------------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ from .writer import BUSY_TIMEOUT_MS, SQLiteWriter, Transaction
 class SQLiteConnection(Store):
     """Connections and the helpers every part of the SQLite backend shares."""
 
-    def __init__(self, path: Path, id_floors: Callable[[], IdFloors] | None = None):
+    def __init__(
+        self, path: Path, id_floors: Callable[[], IdFloors] | None = None, clock: Callable[[], float] = time.monotonic
+    ):
         """`id_floors` tells a migration that starts counting ids for good which ids were handed out already
         (Storage.highest_ids_on_disk); called only when such a migration runs."""
         self.path = Path(path)
         self._id_floors = id_floors
-        self.writer = SQLiteWriter(self.path)
+        self.writer = SQLiteWriter(self.path, clock)
         self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> None:

@@ -78,13 +78,13 @@ class SQLiteJobs(SQLiteConnection):
 
     async def next_runnable_job(self, now: float) -> NextJob | None:
         row = await self._read_one(
-            """SELECT j.id, j.kind, p.width, p.height, p.format FROM jobs j INDEXED BY jobs_runnable
+            """SELECT j.id, j.kind, p.width, p.height, p.format, p.sha256 FROM jobs j INDEXED BY jobs_runnable
                JOIN photos p ON p.id = j.photo_id
                WHERE j.status = 'pending' AND j.run_at <= ? ORDER BY j.priority, j.run_at, j.id LIMIT 1""",
             (now,),
         )
         return None if row is None else NextJob(row["id"], JobKind(row["kind"]), row["width"], row["height"],
-                                                row["format"])
+                                                row["format"], row["sha256"])
 
     async def next_run_at(self) -> float | None:
         return await self._read_scalar("SELECT min(run_at) FROM jobs WHERE status = 'pending'")

@@ -111,7 +111,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def unstage(self, staged_ids: Sequence[int] | None, remove_files: RemovePaths) -> None:
         """Forget staged rows (all of them when None, as at start-up) and, holding off other writers, remove their
-        files unless a photo or another upload in flight references the same bytes."""
+        files unless a photo or another upload in flight references the same bytes. The files go (durably, see
+        Storage.remove_relpaths) before the rows are committed away: a power cut in between leaves the rows, and the
+        next start removes them again; the other order could bring the files back with nothing left to remove them."""
 
     # -- catalogue: reads --------------------------------------------------------------------------------------
 

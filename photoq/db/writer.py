@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
+# Commits with durable=False (synchronous = NORMAL) become durable only with the next commit that syncs the WAL. So
+# that a busy queue with no uploads does not go on for minutes with every completion since the last upload unsynced,
+# such a commit is made durable (FULL, which syncs the ones before it too) once this long has passed since a commit
+# last synced: a power cut then redoes about the last second of the workers' work, not all of it since an upload.
+BOOKKEEPING_SYNC_SECONDS = 1.0
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -40,7 +47,8 @@ def run_in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connectio
     """fn(conn) inside BEGIN IMMEDIATE ... COMMIT, rolled back when it raises.
 
     `durable=False` commits with synchronous = NORMAL: a power cut may undo the last few such commits. Only for
-    records whose loss merely makes a job run again (the workers' claims, leases and results).
+    records whose loss merely makes a job run again (the workers' claims, leases and results). SQLiteWriter bounds
+    "the last few" in time (BOOKKEEPING_SYNC_SECONDS).
     """
     if not durable:
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -90,8 +98,10 @@ class SQLiteWriter:
     """The write connection and the thread that owns it. Writes are serialised by an asyncio lock (one writer per
     process) and, between processes, by SQLite's own lock (BEGIN IMMEDIATE waits up to the busy timeout)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic):
         self.path = Path(path)
+        self._clock = clock
+        self._synced_at = -math.inf  # when a commit last synced the WAL
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -144,7 +154,11 @@ class SQLiteWriter:
     async def execute_write_fn(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """fn(conn) in one transaction, in one hop: committed when it returns, rolled back when it raises."""
         async with self.lock:
-            return await self.run(lambda conn: run_in_transaction(conn, fn, durable))
+            durable = durable or self._clock() - self._synced_at >= BOOKKEEPING_SYNC_SECONDS
+            result = await self.run(lambda conn: run_in_transaction(conn, fn, durable))
+            if durable:
+                self._synced_at = self._clock()
+            return result
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -162,6 +176,7 @@ class SQLiteWriter:
             await self.run(lambda conn: conn.execute("ROLLBACK").close())
             raise
         await self.run(lambda conn: conn.execute("COMMIT").close())
+        self._synced_at = self._clock()
 
 
 def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from ..storage import fsync_directory
+from ..durable import fsync_directory
 
 VERSION = 1
 
