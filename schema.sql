@@ -3,8 +3,9 @@
 -- the latest version, and takes older databases forward with its numbered MIGRATIONS (this file shows the result:
 -- version 2 added photos.thumbhash, version 3 outputs.format, outputs.spec and jobs.outputs, version 4 AUTOINCREMENT,
 -- jobs.lease_token and outputs.source_sha256, version 5 the sessions and login_codes tables, version 6 the nodes
--- table, version 7 the album batch: albums.batch_started_at, albums.batch_key, photos.queued_at). Times are unix
--- seconds (REAL, UTC); the API renders ISO 8601.
+-- table, version 7 the album batch: albums.batch_started_at, albums.batch_key, photos.queued_at, version 8 the trash
+-- (albums.deleted_at, photos.deleted_at and trashed_with_album; one live photo per content) and
+-- albums.cover_photo_id). Times are unix seconds (REAL, UTC); the API renders ISO 8601.
 --
 -- Ids of albums, photos, jobs and attempts are never reused (AUTOINCREMENT): a URL, a resumable upload, a running
 -- job's result or a file on disk that names a deleted row must never land on a new one.
@@ -17,7 +18,9 @@ CREATE TABLE albums (
     -- arrives while nothing of the album is unfinished, unless that work continues the upload batch (the
     -- X-Photoq-Batch header) that started it.
     batch_started_at  REAL,
-    batch_key         TEXT
+    batch_key         TEXT,
+    deleted_at  REAL,                          -- in the trash since; gone from the API (v8)
+    cover_photo_id INTEGER                     -- chosen cover; NULL: the first photo with thumbnails (v8)
 );
 
 CREATE TABLE photos (
@@ -48,8 +51,12 @@ CREATE TABLE photos (
     completed_at       REAL,
     thumbhash          TEXT,                      -- base64 ThumbHash placeholder, from the thumbnail job (v2)
     queued_at          REAL,                      -- when it last entered the queue: upload, retry, reprocess (v7)
-    UNIQUE (album_id, sha256)
+    deleted_at         REAL,                      -- in the trash since; gone from the API, files kept (v8)
+    trashed_with_album INTEGER NOT NULL DEFAULT 0 -- 1: went with its album, comes back with it (v8)
 );
+-- One live photo per content in an album (v8): a photo in the trash does not keep the same bytes from coming back.
+CREATE UNIQUE INDEX photos_live_content ON photos(album_id, sha256) WHERE deleted_at IS NULL;
+CREATE INDEX photos_trashed ON photos(deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE INDEX photos_by_sha256 ON photos(sha256);
 CREATE INDEX photos_by_status ON photos(processing_status, album_id);
 CREATE INDEX photos_by_album_status ON photos(album_id, processing_status);

@@ -24,8 +24,10 @@ from .metrics import Metrics
 from .queue import JobQueue
 from .resumable import ResumableUploads
 from .sessions import SessionStore
+from .shares import ShareInbox
 from .storage import Storage
-from .web import api, metrics, session, sse, tus, ui
+from .trash import Trash
+from .web import api, downloads, manage, metrics, pwa, session, sse, tus, ui
 from .web.admission import upload_slots_middleware
 from .web.connections import guard_middleware
 from .web.keys import (
@@ -41,8 +43,10 @@ from .web.keys import (
     QUEUE,
     RESUMABLE,
     SESSIONS,
+    SHARES,
     SSE_RESPONSES,
     STORAGE,
+    TRASH,
     UPLOAD_SLOTS,
     WORKERS,
 )
@@ -79,7 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     # A worker node renders and answers only /healthz and /metrics; a web node serves and renders nothing.
     contexts = [storage_ctx, database_ctx, sessions_ctx, events_ctx, queue_ctx]
     if role != "worker":
-        contexts.append(resumable_ctx)
+        contexts.extend([trash_ctx, resumable_ctx])
     # The node joins before its workers start and leaves after they stopped, so the jobs they hand back at shutdown
     # reach the other nodes' live pages too.
     contexts.append(cluster_ctx)
@@ -92,6 +96,9 @@ def create_app(settings: Settings) -> web.Application:
     else:
         app.add_routes(api.routes)
         app.add_routes(tus.routes)
+        app.add_routes(downloads.routes)
+        app.add_routes(pwa.routes)
+        app.add_routes(manage.routes)
         app.add_routes(sse.routes)
         app.add_routes(session.routes)
         app.add_routes(ui.routes)
@@ -164,7 +171,22 @@ async def queue_ctx(app: web.Application):
     app[QUEUE] = queue
     if app[CONFIG].server.role != "worker":
         app[INGEST] = Ingest(queue, app[STORAGE], app[CONFIG])
+        shares = ShareInbox(app[STORAGE].root / "shares", app[INGEST])
+        await asyncio.to_thread(shares.prepare)
+        await shares.sweep()
+        app[SHARES] = shares
     yield
+
+
+async def trash_ctx(app: web.Application):
+    """Deleted albums and photos wait in the trash; what is older than its retention is purged now and hourly."""
+    trash = Trash(app[DB], app[STORAGE], app[EVENTS], app[CONFIG].queue.max_attempts)
+    app[TRASH] = trash
+    sweeper = asyncio.create_task(trash.sweep_periodically())
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
 
 
 async def resumable_ctx(app: web.Application):

@@ -213,6 +213,11 @@ class Ingest:
         stored = await self._store_and_queue(album_id, {0: (shown, Received(path, sha256, size, probe))}, batch)
         return stored[0]
 
+    async def receive_unstored(self, chunks: AsyncIterator[bytes]) -> Received | PhotoqError:
+        """One file checked as an uploaded one is (size, type by content, pixels) into a temp file that is then the
+        caller's: the share inbox (shares.py) keeps it until its album is chosen."""
+        return await self._receive_one(chunks)
+
     async def _receive_one(self, chunks: AsyncIterator[bytes]) -> Received | PhotoqError:
         """One file into a temp file: hashed, its size and first bytes checked as they arrive, then probed. On a
         refusal nothing of it is kept, and the rest of its chunks are left unread."""

@@ -86,6 +86,7 @@ class Album:
     created_at: float
     photo_count: int = 0
     processing: bool = False
+    cover_photo_id: int | None = None  # chosen by the user; None: the first photo with thumbnails
 
 
 @dataclass(frozen=True)

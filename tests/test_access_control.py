@@ -17,7 +17,9 @@ from .support import AUTH, TEST_TOKEN, ServerProcess, image_bytes, jpeg, wait_fo
 
 # The only ways in without credentials: the health check, the login page, and the static files it needs.
 PUBLIC_ROUTES = {("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/login"), ("HEAD", "/login"),
-                 ("POST", "/login")}
+                 ("POST", "/login"),
+                 # The installable app's files: nothing private in them, and browsers fetch them without cookies.
+                 *((m, p) for m in ("GET", "HEAD") for p in ("/manifest.webmanifest", "/sw.js", "/offline"))}
 PUBLIC_STATIC_PREFIXES = ("/static",)
 DUMMY_SEGMENT = "1"
 

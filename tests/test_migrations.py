@@ -22,6 +22,18 @@ def version_2_schema() -> str:
     return sql
 
 
+def version_7_schema() -> str:
+    """schema.sql as it was at version 7: no trash or cover columns, one photo per content (MIGRATIONS[6])."""
+    sql, count = re.subn(r"\n\s*(deleted_at|cover_photo_id|trashed_with_album)\s[^\n]*\(v8\)", "", schema_sql())
+    assert count == 4
+    sql = re.sub(r",(\s*\n\);)", r"\1", sql)  # the albums table's last column lost its followers
+    sql, count = re.subn(r"(\n\s*queued_at\s+REAL,[^\n]*)\n\);", r"\1\n    UNIQUE (album_id, sha256)\n);", sql)
+    assert count == 1
+    sql, count = re.subn(r"\n(--[^\n]*\(v8\)[^\n]*\n)?CREATE (UNIQUE )?INDEX photos_(live_content|trashed)[^\n]*", "", sql)
+    assert count == 2
+    return sql
+
+
 def version_3_schema() -> str:
     """schema.sql as it was at version 3: ids without AUTOINCREMENT, no jobs.lease_token, no outputs.source_sha256
     (MIGRATIONS[2]) and no sessions or login_codes tables (MIGRATIONS[3])."""
@@ -44,7 +56,7 @@ def version_5_schema() -> str:
 
 def version_6_schema() -> str:
     """schema.sql as it was at version 6: without the album batch (MIGRATIONS[5])."""
-    sql = schema_sql()
+    sql = version_7_schema()
     sql, count = re.subn(r",\n(\s*--[^\n]*\n)*\s*batch_started_at\s+REAL,\n\s*batch_key\s+TEXT\n", "\n", sql)
     assert count == 1
     sql, count = re.subn(r"\n\s*queued_at\s+REAL,[^\n]*\(v7\)", "", sql)
@@ -241,3 +253,38 @@ async def test_a_version_6_database_gets_the_album_batch_of_its_unfinished_work(
     finally:
         await db.close()
     assert_same_columns_as_a_new_database(path)
+
+
+async def test_a_version_7_database_gets_the_trash_and_keeps_its_id_sequence(tmp_path):
+    path = tmp_path / "photoq.db"
+    old_database(
+        path, version_7_schema(), 7,
+        """INSERT INTO photos (id, album_id, filename, sha256, size_bytes, width, height, format, content_type,
+                               thumbnail_status, variant_status, created_at)
+           VALUES (7, 1, 'old.jpg', 'ab', 10, 400, 300, 'jpeg', 'image/jpeg', 'complete', 'pending', 2.0)""",
+        "INSERT INTO outputs (photo_id, name, width, height, size_bytes, created_at) VALUES (7, 'thumb-150', 150, 113, 9, 3.0)",
+        "INSERT INTO jobs (id, photo_id, kind, priority, status, max_attempts, run_at, created_at, updated_at) "
+        "VALUES (30, 7, 'variant', 10, 'pending', 3, 4.0, 4.0, 4.0)",
+        "UPDATE sqlite_sequence SET seq = 12 WHERE name = 'photos'",  # photos 8 to 12 were deleted before
+    )
+    db = Database(path)
+    await db.open()
+    try:
+        assert await db.schema_version() == SCHEMA_VERSION_BASE + len(MIGRATIONS)
+        photo = await db.get_photo(7)
+        assert photo.filename == "old.jpg" and list(await db.photo_outputs(7)) == ["thumb-150"]
+        (job,) = await db.list_jobs(None, 10)
+        assert (job.id, job.photo_id) == (30, 7)
+        assert (await db.get_album(1)).cover_photo_id is None
+        assert await db.trash_photos([7], 5.0) == [(7, 1)]
+        assert await db.get_photo(7) is None
+    finally:
+        await db.close()
+    assert_same_columns_as_a_new_database(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'photos'").fetchone()[0] == 12
+    # The same bytes may come back while the old photo is in the trash.
+    conn.execute("INSERT INTO photos (album_id, filename, sha256, size_bytes, width, height, format, content_type, "
+                 "created_at) VALUES (1, 'again.jpg', 'ab', 10, 4, 3, 'jpeg', 'image/jpeg', 6.0)")
+    assert conn.execute("SELECT max(id) FROM photos").fetchone()[0] == 13
+    conn.close()

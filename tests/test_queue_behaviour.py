@@ -168,10 +168,14 @@ async def test_deleting_a_photo_removes_its_files_and_jobs(client, album):
         assert r.status == 204
     async with client.get(f"/api/photos/{photo_id}", headers=AUTH) as r:
         assert r.status == 404
-    assert not original_of(client, photo).exists()
     assert (await get(client, "/api/admin/queue"))["queue_size"] == 0
     async with client.delete(f"/api/photos/{photo_id}", headers=AUTH) as r:
         assert r.status == 404
+    # In the trash its original waits (a restore brings it back); emptying the trash removes it.
+    assert original_of(client, photo).exists()
+    async with client.delete("/api/trash", headers=AUTH) as r:
+        assert r.status == 200
+    assert not original_of(client, photo).exists()
 
 
 async def test_listing_photos_pages_with_a_cursor_and_filters_by_status(client, album):

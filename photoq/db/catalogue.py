@@ -23,19 +23,21 @@ from . import batches, rows
 from .connection import SQLiteConnection
 from .store import RemovePaths, RemovePhotoFiles
 
+# Live photos only: a photo in the trash (or in a trashed album) is gone for every reader but the trash's own.
 PHOTO_SELECT = """
     SELECT p.*,
            (SELECT count(*) FROM job_attempts a WHERE a.photo_id = p.id) AS attempts,
            (SELECT max(started_at) FROM job_attempts a WHERE a.photo_id = p.id) AS last_attempt
-    FROM photos p
+    FROM (SELECT * FROM photos WHERE deleted_at IS NULL) AS p
 """
 
 ALBUM_SELECT = """
-    SELECT a.id, a.name, a.created_at,
+    SELECT a.id, a.name, a.created_at, a.cover_photo_id,
            count(p.id) AS photo_count,
            EXISTS(SELECT 1 FROM jobs j JOIN photos jp ON jp.id = j.photo_id
                   WHERE jp.album_id = a.id AND j.status IN ('pending', 'processing')) AS processing
-    FROM albums a LEFT JOIN photos p ON p.album_id = a.id
+    FROM albums a LEFT JOIN photos p ON p.album_id = a.id AND p.deleted_at IS NULL
+    WHERE a.deleted_at IS NULL
 """
 
 
@@ -94,14 +96,20 @@ class SQLiteCatalogue(SQLiteConnection):
         return [rows.album(r) for r in await self._read_all(ALBUM_SELECT + " GROUP BY a.id ORDER BY a.id")]
 
     async def get_album(self, album_id: int) -> Album | None:
-        row = await self._read_one(ALBUM_SELECT + " WHERE a.id = ? GROUP BY a.id", (album_id,))
+        row = await self._read_one(ALBUM_SELECT + " AND a.id = ? GROUP BY a.id", (album_id,))
         return rows.album(row) if row else None
 
     async def album_cover_photo_ids(self) -> dict[int, int]:
+        # The chosen cover while it is there with its thumbnails, else the first photo that has them.
         found = await self._read_all(
-            "SELECT album_id, min(id) AS photo_id FROM photos WHERE thumbnail_status = 'complete' GROUP BY album_id"
+            """SELECT a.id AS album_id,
+                      coalesce((SELECT c.id FROM photos c WHERE c.id = a.cover_photo_id AND c.album_id = a.id
+                                AND c.deleted_at IS NULL AND c.thumbnail_status = 'complete'),
+                               (SELECT min(p.id) FROM photos p WHERE p.album_id = a.id AND p.deleted_at IS NULL
+                                AND p.thumbnail_status = 'complete')) AS photo_id
+               FROM albums a WHERE a.deleted_at IS NULL"""
         )
-        return {r["album_id"]: r["photo_id"] for r in found}
+        return {r["album_id"]: r["photo_id"] for r in found if r["photo_id"] is not None}
 
     async def delete_album(self, album_id: int, remove_files: RemovePhotoFiles) -> bool:
         return await self._delete_photos_where("album_id = ?", (album_id,), remove_files, album_id=album_id)
@@ -147,13 +155,15 @@ class SQLiteCatalogue(SQLiteConnection):
         batch: str | None = None,
     ) -> list[tuple[int | None, int | None]]:
         def insert(conn) -> list[tuple[int | None, int | None]]:
-            if not conn.execute("SELECT EXISTS(SELECT 1 FROM albums WHERE id = ?)", (album_id,)).fetchone()[0]:
+            if not conn.execute("SELECT EXISTS(SELECT 1 FROM albums WHERE id = ? AND deleted_at IS NULL)",
+                                (album_id,)).fetchone()[0]:
                 raise LookupError(album_id)
             batches.join_batch(conn, album_id, now, batch)
             results: list[tuple[int | None, int | None]] = []
             for photo in photos:
                 existing = conn.execute(
-                    "SELECT id FROM photos WHERE album_id = ? AND sha256 = ?", (album_id, photo.sha256)
+                    "SELECT id FROM photos WHERE album_id = ? AND sha256 = ? AND deleted_at IS NULL",
+                    (album_id, photo.sha256)
                 ).fetchone()
                 if existing is not None:
                     results.append((None, existing[0]))
@@ -226,9 +236,10 @@ class SQLiteCatalogue(SQLiteConnection):
         return [rows.photo(r) for r in found]
 
     async def adjacent_photo_ids(self, album_id: int, photo_id: int) -> tuple[int | None, int | None]:
-        params = (album_id, photo_id)
-        newer = await self._read_scalar("SELECT min(id) FROM photos WHERE album_id = ? AND id > ?", params)
-        older = await self._read_scalar("SELECT max(id) FROM photos WHERE album_id = ? AND id < ?", params)
+        newer = await self._read_scalar(
+            "SELECT min(id) FROM photos WHERE album_id = ? AND id > ? AND deleted_at IS NULL", (album_id, photo_id))
+        older = await self._read_scalar(
+            "SELECT max(id) FROM photos WHERE album_id = ? AND id < ? AND deleted_at IS NULL", (album_id, photo_id))
         return newer, older
 
     async def photo_outputs(self, photo_id: int) -> dict[str, OutputFile]:
@@ -275,10 +286,12 @@ class SQLiteCatalogue(SQLiteConnection):
 
     async def stats(self, album_id: int | None = None) -> Stats:
         if album_id is None:
-            found = await self._read_all("SELECT processing_status AS s, count(*) AS n FROM photos GROUP BY 1")
+            found = await self._read_all(
+                "SELECT processing_status AS s, count(*) AS n FROM photos WHERE deleted_at IS NULL GROUP BY 1")
         else:
             found = await self._read_all(
-                "SELECT processing_status AS s, count(*) AS n FROM photos WHERE album_id = ? GROUP BY 1", (album_id,)
+                "SELECT processing_status AS s, count(*) AS n FROM photos WHERE album_id = ? AND deleted_at IS NULL "
+                "GROUP BY 1", (album_id,)
             )
         return Stats(**{r["s"]: r["n"] for r in found})
 

@@ -155,7 +155,8 @@ class SQLiteJobs(SQLiteConnection):
 
     async def retry_photo(self, photo_id: int, now: float, max_attempts: int) -> PhotoState | None:
         async with self.writer.transaction() as tx:
-            row = await tx.fetchone("SELECT thumbnail_status, variant_status FROM photos WHERE id = ?", (photo_id,))
+            row = await tx.fetchone(
+                "SELECT thumbnail_status, variant_status FROM photos WHERE id = ? AND deleted_at IS NULL", (photo_id,))
             if row is None:
                 return None
             failed_kinds = [k for k, col in KIND_COLUMN.items() if row[col] == Status.FAILED]
@@ -177,7 +178,8 @@ class SQLiteJobs(SQLiteConnection):
     async def retry_all_failed(self, now: float, max_attempts: int) -> tuple[int, list[PhotoState]]:
         async with self.writer.transaction() as tx:
             failed = await tx.fetchall(
-                "SELECT id, thumbnail_status, variant_status FROM photos WHERE processing_status = 'failed'"
+                "SELECT id, thumbnail_status, variant_status FROM photos "
+                "WHERE processing_status = 'failed' AND deleted_at IS NULL"
             )
             parts = [(r["id"], k) for r in failed for k, col in KIND_COLUMN.items() if r[col] == Status.FAILED]
             await self._requeue(tx, parts, now, max_attempts)
@@ -187,7 +189,7 @@ class SQLiteJobs(SQLiteConnection):
                                                 ELSE thumbnail_status END,
                         variant_status = CASE WHEN variant_status = 'failed' THEN 'pending' ELSE variant_status END,
                         error = NULL
-                    WHERE processing_status = 'failed' RETURNING {PHOTO_STATE_COLUMNS}"""
+                    WHERE processing_status = 'failed' AND deleted_at IS NULL RETURNING {PHOTO_STATE_COLUMNS}"""
             )]
         return len(parts), states
 

@@ -35,7 +35,8 @@ class SQLiteMaintenance(SQLiteConnection):
                       (SELECT json_group_object(o.name, json_object('width', o.width, 'height', o.height,
                                                                     'format', o.format, 'spec', o.spec))
                        FROM outputs o WHERE o.photo_id = p.id) AS outputs
-               FROM photos p WHERE p.id > ? AND (? IS NULL OR p.album_id = ?) ORDER BY p.id LIMIT ?""",
+               FROM photos p WHERE p.id > ? AND p.deleted_at IS NULL AND (? IS NULL OR p.album_id = ?)
+               ORDER BY p.id LIMIT ?""",
             (after_id, album_id, album_id, limit),
         )
         return [{**dict(r), "outputs": json.loads(r["outputs"])} for r in found]
@@ -112,7 +113,7 @@ class SQLiteMaintenance(SQLiteConnection):
                                   'format', o.format, 'width', o.width, 'height', o.height,
                                   'created_at', o.created_at, 'source_sha256', o.source_sha256))
                        FROM outputs o WHERE o.photo_id = p.id) AS output_rows
-               FROM photos p WHERE p.id > ? ORDER BY p.id LIMIT ?""",
+               FROM photos p WHERE p.id > ? AND p.deleted_at IS NULL ORDER BY p.id LIMIT ?""",
             (after_id, limit),
         )
         page = []

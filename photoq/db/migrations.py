@@ -62,6 +62,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UPDATE albums SET batch_started_at = (SELECT min(created_at) FROM photos p WHERE p.album_id = albums.id "
         "AND p.processing_status IN ('pending', 'processing'))"
     ),
+    # 7 -> 8: the trash (albums and photos stay, marked deleted, until purged), the chosen album cover; one live
+    # photo per content instead of one photo (photos is rebuilt: SQLite cannot drop a UNIQUE constraint).
+    Migration(lambda conn, version, floors: _trash(conn, version)),
 )
 SCHEMA_VERSION = SCHEMA_VERSION_BASE + len(MIGRATIONS)
 
@@ -202,6 +205,81 @@ def _never_reuse_ids(conn: sqlite3.Connection, version: int, floors: IdFloors) -
             if broken:
                 rows = [tuple(r) for r in broken]
                 raise RuntimeError(f"schema version {version}: rows refer to missing rows: {rows}")
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+# Version 8's photos table, as it was created by it.
+_V8_PHOTOS = """CREATE TABLE photos_v8 (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    album_id           INTEGER NOT NULL REFERENCES albums(id) ON DELETE CASCADE,
+    filename           TEXT    NOT NULL,
+    sha256             TEXT    NOT NULL,
+    size_bytes         INTEGER NOT NULL,
+    width              INTEGER NOT NULL,
+    height             INTEGER NOT NULL,
+    format             TEXT    NOT NULL,
+    content_type       TEXT    NOT NULL,
+    taken_at           TEXT,
+    exif               TEXT    NOT NULL DEFAULT '{}',
+    thumbnail_status   TEXT    NOT NULL DEFAULT 'pending'
+                       CHECK (thumbnail_status IN ('pending', 'processing', 'complete', 'failed')),
+    variant_status     TEXT    NOT NULL DEFAULT 'pending'
+                       CHECK (variant_status IN ('pending', 'processing', 'complete', 'failed')),
+    processing_status  TEXT GENERATED ALWAYS AS (CASE
+                           WHEN thumbnail_status = 'failed' OR variant_status = 'failed' THEN 'failed'
+                           WHEN thumbnail_status = 'complete' AND variant_status = 'complete' THEN 'complete'
+                           WHEN thumbnail_status = 'pending' AND variant_status = 'pending' THEN 'pending'
+                           ELSE 'processing' END) STORED,
+    error              TEXT,
+    created_at         REAL    NOT NULL,
+    completed_at       REAL,
+    thumbhash          TEXT,
+    queued_at          REAL,
+    deleted_at         REAL,
+    trashed_with_album INTEGER NOT NULL DEFAULT 0
+)"""
+_V8_INDEXES = (
+    "CREATE UNIQUE INDEX photos_live_content ON photos(album_id, sha256) WHERE deleted_at IS NULL",
+    "CREATE INDEX photos_trashed ON photos(deleted_at) WHERE deleted_at IS NOT NULL",
+    "CREATE INDEX photos_by_sha256 ON photos(sha256)",
+    "CREATE INDEX photos_by_status ON photos(processing_status, album_id)",
+    "CREATE INDEX photos_by_album_status ON photos(album_id, processing_status)",
+    "CREATE INDEX photos_by_album_queued ON photos(album_id, queued_at)",
+)
+
+
+def _trash(conn: sqlite3.Connection, version: int) -> None:
+    """albums gets deleted_at and cover_photo_id; photos is built anew (as _never_reuse_ids does: foreign keys off,
+    one transaction) with deleted_at and trashed_with_album and its uniqueness only among live photos; its id
+    sequence carries on where it was."""
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE albums ADD COLUMN deleted_at REAL")
+            conn.execute("ALTER TABLE albums ADD COLUMN cover_photo_id INTEGER")
+            old = [row[1] for row in conn.execute("PRAGMA table_xinfo(photos)") if row[6] == 0]  # not generated
+            conn.execute(_V8_PHOTOS)
+            columns = ", ".join(old)
+            conn.execute(f"INSERT INTO photos_v8 ({columns}) SELECT {columns} FROM photos")
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'photos'").fetchone()
+            conn.execute("DROP TABLE photos")
+            conn.execute("ALTER TABLE photos_v8 RENAME TO photos")
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = 'photos'")
+            highest = max(seq[0] if seq else 0, conn.execute("SELECT max(id) FROM photos").fetchone()[0] or 0)
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('photos', ?)", (highest,))
+            for index in _V8_INDEXES:
+                conn.execute(index)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                missing = [tuple(r) for r in broken]
+                raise RuntimeError(f"schema version {version}: rows refer to missing rows: {missing}")
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")
         except BaseException:

@@ -90,6 +90,7 @@ def album(row: Row) -> Album:
         created_at=row["created_at"],
         photo_count=row["photo_count"],
         processing=bool(row["processing"]),
+        cover_photo_id=row["cover_photo_id"],
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Sequence
 
+from ..gallery_order import Cursor, GalleryOrder
 from ..models import (
     Album,
     Attempt,
@@ -187,6 +188,81 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def album_photos_newest_first(self, album_id: int, before: int | None, limit: int) -> list[Photo]:
         """A page of an album's photos, newest first, below the id `before` (None: from the newest)."""
+
+    @abc.abstractmethod
+    async def album_photos_in_order(
+        self, album_id: int, order: GalleryOrder, after: Cursor | None, limit: int, status: Status | None = None
+    ) -> list[tuple[Photo, float | int | str]]:
+        """A page of an album's photos in a gallery order (gallery_order.py), after a cursor; each with its sort
+        key. Ties in the key go by id, in the order's direction, so pages never skip or repeat a photo."""
+
+    @abc.abstractmethod
+    async def album_photo_ids_in_order(self, album_id: int, order: GalleryOrder) -> list[int]:
+        """Every photo id of an album in a gallery order."""
+
+    @abc.abstractmethod
+    async def photos_by_ids(self, photo_ids: Sequence[int]) -> dict[int, Photo]:
+        """id -> photo, for the ids that exist."""
+
+    @abc.abstractmethod
+    async def album_photos_with_sha256(self, album_id: int, hashes: Sequence[str]) -> dict[str, int]:
+        """sha256 -> photo id, for the given hashes the album has."""
+
+    # -- album management and the trash (a trashed album or photo is gone for every other verb) --------------------
+
+    @abc.abstractmethod
+    async def rename_album(self, album_id: int, name: str) -> bool:
+        """False when there is no such (live) album."""
+
+    @abc.abstractmethod
+    async def set_album_cover(self, album_id: int, photo_id: int | None) -> bool:
+        """Choose a live photo of the album as its cover (None: the automatic one). False when either is missing."""
+
+    @abc.abstractmethod
+    async def move_photos(self, photo_ids: Sequence[int], album_id: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """Move live photos into a live album: ([(photo id, album it left)], [ids left where they were because the
+        album has their bytes]). Raises LookupError when the album is missing."""
+
+    @abc.abstractmethod
+    async def trash_album(self, album_id: int, now: float) -> bool:
+        """Put a live album and its live photos in the trash; their jobs are deleted, their rows and files kept."""
+
+    @abc.abstractmethod
+    async def trash_photos(self, photo_ids: Sequence[int], now: float) -> list[tuple[int, int]]:
+        """Put live photos in the trash (their jobs deleted); [(photo id, album id)] of those that were."""
+
+    @abc.abstractmethod
+    async def restore_album(self, album_id: int, now: float, max_attempts: int) -> bool:
+        """Bring an album back from the trash with the photos that went with it; unfinished parts get jobs again."""
+
+    @abc.abstractmethod
+    async def restore_photo(self, photo_id: int, now: float, max_attempts: int) -> tuple[str, int | None]:
+        """("restored", album id), ("duplicate", live photo id), ("album_trashed", album id) or ("gone", None)."""
+
+    @abc.abstractmethod
+    async def trashed_albums(self) -> list[dict]:
+        """Albums in the trash: id, name, created_at, deleted_at, photo_count, cover_photo_id; newest first."""
+
+    @abc.abstractmethod
+    async def trashed_photos(self, limit: int) -> list[dict]:
+        """Photos trashed on their own (album live): id, filename, album_id, album_name, deleted_at, size_bytes,
+        thumbnail_status; newest first."""
+
+    @abc.abstractmethod
+    async def trashed_photo_count(self) -> int:
+        """How many photos trashed_photos would list without a limit."""
+
+    @abc.abstractmethod
+    async def trash_older_than(self, before: float | None) -> tuple[list[int], list[int]]:
+        """(album ids, photo ids) in the trash since before `before` (None: all): what a purge takes."""
+
+    @abc.abstractmethod
+    async def trashed_photo_album(self, photo_id: int) -> int | None:
+        """The album of a photo trashed on its own; None when there is no such photo."""
+
+    @abc.abstractmethod
+    async def album_in_trash(self, album_id: int) -> bool:
+        """Whether the album is in the trash."""
 
     @abc.abstractmethod
     async def adjacent_photo_ids(self, album_id: int, photo_id: int) -> tuple[int | None, int | None]:

@@ -103,7 +103,7 @@
       if (!livePage) return null;
       tile = el('li', { class: 'tile', id: 'photo-' + photo.id, 'data-photo-id': String(photo.id), 'data-filename': filename });
       // Newest first: before the first tile with a smaller id.
-      const after = Array.from(gallery.children).find((t) => Number(t.dataset.photoId) < photo.id);
+      const after = Array.from(gallery.querySelectorAll(".tile")).find((t) => Number(t.dataset.photoId) < photo.id);
       gallery.insertBefore(tile, after || null);
       $('gallery-empty').hidden = true;
       uploadPanel.classList.add('compact');  // the album has photos: the drop zone makes room for them
@@ -182,7 +182,7 @@
     if (syncing) return;
     syncing = true;
     try {
-      const tiles = Array.from(gallery.children);
+      const tiles = Array.from(gallery.querySelectorAll(".tile"));
       const unfinished = tiles.filter((t) => t.dataset.status === 'pending' || t.dataset.status === 'processing');
       const ids = tiles.map((t) => Number(t.dataset.photoId));
       const newest = ids.length ? Math.max(...ids) : 0;

@@ -41,6 +41,7 @@
     // A new selection after the last one finished starts a fresh list.
     if (active === 0 && !waiting.length) {
       entries = [];
+      skippedNotPhotos = 0;
       uploadList.replaceChildren();
       batch = newBatchId();
     }
@@ -48,14 +49,20 @@
     $('upload-clear').hidden = true;
   }
 
-  function addFiles(fileList) {
+  let skippedNotPhotos = 0;  // files of dropped or picked folders that are not photos (folders.js)
+
+  function addFiles(fileList, skipped) {
     const files = Array.from(fileList || []);
-    if (!files.length) return;
+    if (!files.length) {
+      if (skipped) announce('No photos in that folder (' + plural(skipped, 'other file') + ' skipped).');
+      return;
+    }
     if (album.isBusy()) {
       announce('This album is still processing earlier uploads; try again when it is done.');
       return;
     }
     startBatch();
+    skippedNotPhotos += skipped || 0;
     document.querySelectorAll('.flash').forEach((flash) => flash.remove());
     window.photoqAlbumPage.uploadsStarted += files.length;
     const fresh = files.map((file) => {
@@ -80,11 +87,79 @@
         sendable.push(entry);
       }
     }
+    // First the hashes: files the album already has are reported at once and never sent.
+    checkThenSend(sendable);
+    updateOverall();
+  }
+
+  // -- skipping what the album has: hash in the browser, ask the server, send the rest -------------------------------
+
+  const hashQueue = [];
+  let hashing = false;
+  let toCheck = [];
+  let checkTimer = null;
+  const CHECK_BATCH = 200;
+
+  function checkThenSend(fresh) {
+    const hashingApi = window.photoq.hashing;
+    if (!hashingApi) { queueForSending(fresh); return; }
+    for (const entry of fresh) setRow(entry, 'checking', 'Checking…');
+    hashQueue.push(...fresh);
+    if (!hashing) hashNext();
+  }
+
+  async function hashNext() {
+    hashing = true;
+    while (hashQueue.length) {
+      const entry = hashQueue.shift();
+      try {
+        entry.sha256 = await window.photoq.hashing.sha256File(entry.file, (done) => {
+          if (entry.file.size > 8 * 1024 * 1024) setRow(entry, 'checking', 'Checking… ' + Math.floor((done / entry.file.size) * 100) + '%');
+        });
+        toCheck.push(entry);
+      } catch (e) {
+        queueForSending([entry]);  // unreadable here: the upload will say why
+      }
+      if (toCheck.length >= CHECK_BATCH) flushCheck();
+      else if (!checkTimer) checkTimer = window.setTimeout(flushCheck, 250);
+    }
+    hashing = false;
+    flushCheck();
+  }
+
+  async function flushCheck() {
+    if (checkTimer) { window.clearTimeout(checkTimer); checkTimer = null; }
+    const batchOfEntries = toCheck;
+    toCheck = [];
+    if (!batchOfEntries.length) return;
+    let present = {};
+    try {
+      const result = await window.photoq.api('POST', urls.albumHashesApi(albumId),
+        { sha256: batchOfEntries.map((e) => e.sha256) });
+      if (result.status === 200 && result.data) present = result.data.photo_ids || {};
+    } catch (e) {
+      present = {};  // could not ask: send them all, the server still finds duplicates
+    }
+    const send = [];
+    for (const entry of batchOfEntries) {
+      const photoId = present[entry.sha256];
+      if (photoId) {
+        entry.skippedByHash = true;
+        finish(entry, 'duplicate', 'Already in this album. Not sent again.', { href: urls.photoPage(photoId), text: 'See the photo' });
+      } else {
+        send.push(entry);
+      }
+    }
+    queueForSending(send);
+  }
+
+  function queueForSending(list) {
+    if (!list.length) return;
+    for (const entry of list) if (!entry.done) setRow(entry, 'waiting', 'Waiting');
     // One file per request, a few at a time: real per-file progress and per-file answers. With
     // block_while_processing the batch header lets the rest of this selection in once its first file is.
-    waiting.push(...sendable);
+    waiting.push(...list);
     pump();
-    updateOverall();
   }
 
   function pump() {
@@ -219,6 +294,7 @@
     const uploaded = finished.filter((e) => e.outcome === 'uploaded').length;
     const duplicates = finished.filter((e) => e.outcome === 'duplicate').length;
     const rejected = finished.filter((e) => e.outcome === 'rejected').length;
+    const notSent = finished.filter((e) => e.skippedByHash).length;
     const text = $('upload-text');
     if (finished.length < entries.length) {
       text.textContent = 'Uploading: ' + finished.length + ' of ' + plural(entries.length, 'file') + ' done';
@@ -226,8 +302,9 @@
       $('upload-heading-live').textContent = 'Uploading';
     } else {
       const parts = [plural(uploaded, 'photo') + ' uploaded'];
-      if (duplicates) parts.push(duplicates + ' already in the album');
+      if (duplicates) parts.push(duplicates + ' already in the album' + (notSent ? ' (' + notSent + ' not sent)' : ''));
       if (rejected) parts.push(rejected + ' rejected');
+      if (skippedNotPhotos) parts.push(plural(skippedNotPhotos, 'other file') + ' skipped (not photos)');
       text.textContent = parts.join(', ') + '.';
       speak(text.textContent, true);
       $('upload-heading-live').textContent = 'Upload finished';
@@ -244,7 +321,7 @@
   });
 
   window.addEventListener('beforeunload', (event) => {
-    if (active > 0 || waiting.length) {
+    if (active > 0 || waiting.length || hashQueue.length || hashing) {
       event.preventDefault();
       event.returnValue = '';
     }
@@ -257,6 +334,16 @@
     addFiles(input.files);
     input.value = '';
   });
+
+  const folderInput = $('folder-input');
+  if (folderInput && 'webkitdirectory' in folderInput && window.photoq.folders) {
+    folderInput.closest('.folder-pick').hidden = false;
+    folderInput.addEventListener('change', () => {
+      const { files, skipped } = window.photoq.folders.fromList(folderInput.files);
+      addFiles(files, skipped);
+      folderInput.value = '';
+    });
+  }
 
   const dropzone = $('dropzone');
   let dragDepth = 0;
@@ -282,6 +369,11 @@
     event.preventDefault();
     dragDepth = 0;
     dropzone.classList.remove('dragging');
-    if (!uploadPanel.hidden) addFiles(event.dataTransfer.files);
+    if (uploadPanel.hidden) return;
+    if (!window.photoq.folders) { addFiles(event.dataTransfer.files); return; }
+    // Folders are walked for the photos inside them (the entries must be taken now, during the event).
+    window.photoq.folders.fromDrop(event.dataTransfer).then((found) => {
+      addFiles(found.files, found.skipped + found.unreadable);
+    });
   });
 })();

@@ -9,11 +9,12 @@ from aiohttp import web
 
 from .. import imaging
 from ..errors import BadRequest, Conflict, NotFound
+from ..gallery_order import DEFAULT_ORDER, Cursor, GalleryOrder, parse_order
 from ..models import Album, Photo, Status, clean_album_name, iso, original_version, output_version
 from ..ops.reprocess import Reprocessor, UnknownVariant, check_variants, settings_fingerprints
-from ..storage import Storage
 from . import urls
-from .keys import CLUSTER, CONFIG, DB, INGEST, QUEUE, STORAGE
+from .keys import CLUSTER, CONFIG, DB, INGEST, QUEUE, STORAGE, TRASH
+from .photo_image import BROWSER_IMAGE_TYPES, written_version
 from .uploads import MultipartFiles, upload_answer
 
 routes = web.RouteTableDef()
@@ -147,14 +148,32 @@ async def get_album(request: web.Request) -> web.Response:
 
 @routes.delete("/api/albums/{id}")
 async def delete_album(request: web.Request) -> web.Response:
-    storage: Storage = request.app[STORAGE]
     album_id = parse_id(request.match_info["id"])
-    if not await request.app[QUEUE].delete_album(album_id, storage.remove_photo_files):
+    if not await request.app[TRASH].trash_album(album_id):  # gone for API clients; restorable for 30 days
         raise NotFound("There is no album with that id.")
     return web.Response(status=204)
 
 
 # -- upload ----------------------------------------------------------------------------------------------------
+
+MAX_HASHES_PER_CHECK = 1000
+
+
+@routes.post("/api/albums/{id}/hashes")
+async def album_hashes(request: web.Request) -> web.Response:
+    """Which of these SHA-256 hashes the album has: the uploader asks before sending a file's bytes."""
+    album = await existing_album(request)
+    hashes = (await json_body(request)).get("sha256")
+    if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+        raise BadRequest("sha256 must be a list of hex SHA-256 hashes.", code="bad_hashes")
+    if len(hashes) > MAX_HASHES_PER_CHECK:
+        raise BadRequest(f"At most {MAX_HASHES_PER_CHECK} hashes per request.", code="too_many_hashes")
+    wanted = [h.lower() for h in hashes]
+    if not all(len(h) == 64 and all(c in "0123456789abcdef" for c in h) for h in wanted):
+        raise BadRequest("Each hash must be 64 hexadecimal digits (SHA-256).", code="bad_hashes")
+    found = await request.app[DB].album_photos_with_sha256(album.id, wanted)
+    present = [h for h in dict.fromkeys(wanted) if h in found]
+    return web.json_response({"present": present, "photo_ids": {h: found[h] for h in present}})
 
 
 BATCH_HEADER = "X-Photoq-Batch"
@@ -191,21 +210,89 @@ async def upload_photos(request: web.Request) -> web.Response:
 # -- photos ----------------------------------------------------------------------------------------------------
 
 
+def order_param(request: web.Request) -> GalleryOrder | None:
+    raw = request.query.get("order")
+    order = parse_order(raw)
+    if raw and order is None:
+        raise BadRequest("order must be one of " + ", ".join(o.value for o in GalleryOrder) + ".", code="bad_order")
+    return order
+
+
 @routes.get("/api/albums/{id}/photos")
 async def list_photos(request: web.Request) -> web.Response:
     album = await existing_album(request)
     status = status_param(request)
-    after = optional_id_param(request, "after") or 0
     raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
     if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.", code="bad_limit")
     limit = int(raw_limit)
+    order = order_param(request)
+    if order is not None:
+        return await list_photos_in_order(request, album, order, status, limit)
+    after = optional_id_param(request, "after") or 0
     photos = await request.app[DB].list_photos(album.id, status, limit + 1, after)
     names = request.app[CONFIG].output_names
     page = photos[:limit]
     return web.json_response({
         "photos": [photo_dict(p, names) for p in page],
         "next": str(page[-1].id) if len(photos) > limit else None,
+    })
+
+
+async def list_photos_in_order(request: web.Request, album: Album, order: GalleryOrder, status: Status | None,
+                               limit: int) -> web.Response:
+    """`?order=`: the gallery's orders, paged with the opaque cursor that `next` gives."""
+    raw_after = request.query.get("after")
+    after = Cursor.decode(raw_after, order) if raw_after else None
+    if raw_after and after is None:
+        raise BadRequest("after must be the next cursor of an earlier page in the same order.", code="bad_cursor")
+    rows = await request.app[DB].album_photos_in_order(album.id, order, after, limit + 1, status)
+    names = request.app[CONFIG].output_names
+    page = rows[:limit]
+    return web.json_response({
+        "photos": [{**photo_dict(p, names), "sort_key": key} for p, key in page],
+        "next": Cursor(page[-1][1], page[-1][0].id).encode() if len(rows) > limit else None,
+        "order": str(order),
+    })
+
+
+@routes.get("/api/albums/{id}/photo-ids")
+async def list_photo_ids(request: web.Request) -> web.Response:
+    """Every photo id of an album in a gallery order (default: date taken): what the viewer steps through."""
+    album = await existing_album(request)
+    order = order_param(request) or DEFAULT_ORDER
+    ids = await request.app[DB].album_photo_ids_in_order(album.id, order)
+    return web.json_response({"album_id": album.id, "order": str(order), "ids": ids})
+
+
+@routes.get("/api/photos/{id}/display")
+async def display_versions(request: web.Request) -> web.Response:
+    """What the full-screen viewer needs of a photo: its ready display versions (real sizes, cacheable URLs), and
+    the original when a browser can show it (the top of the zoom)."""
+    photo = await existing_photo(request)
+    settings = request.app[CONFIG]
+    outputs = await request.app[DB].photo_outputs(photo.id)
+    versions: list[dict] = []
+    for output in settings.outputs_for("variant"):
+        ready = outputs.get(output.name)
+        if ready is not None:
+            versions.append({"name": output.name, "width": ready.width, "height": ready.height,
+                             "url": urls.photo_file(photo.id, output.name, written_version(photo, ready))})
+    if not versions:  # nothing rendered yet: the largest thumbnail stands in
+        thumbs = sorted(settings.outputs_for("thumbnail"), key=lambda o: o.width)
+        ready = outputs.get(thumbs[-1].name) if thumbs else None
+        if ready is not None:
+            versions.append({"name": thumbs[-1].name, "width": ready.width, "height": ready.height,
+                             "url": urls.photo_file(photo.id, thumbs[-1].name, written_version(photo, ready))})
+    versions.sort(key=lambda v: (v["width"] * v["height"], v["name"]))
+    original = None
+    if photo.content_type in BROWSER_IMAGE_TYPES:
+        original = {"width": photo.width, "height": photo.height,
+                    "url": urls.photo_file(photo.id, "original", original_version(photo.sha256))}
+    return web.json_response({
+        "id": photo.id, "album_id": photo.album_id, "filename": photo.filename, "width": photo.width,
+        "height": photo.height, "taken_at": photo.taken_at, "versions": versions, "original": original,
+        "thumbhash": photo.thumbhash,
     })
 
 
@@ -301,7 +388,7 @@ async def retry_photo(request: web.Request) -> web.Response:
 @routes.delete("/api/photos/{id}")
 async def delete_photo(request: web.Request) -> web.Response:
     photo_id = parse_id(request.match_info["id"])
-    if not await request.app[QUEUE].delete_photo(photo_id, request.app[STORAGE].remove_photo_files):
+    if not await request.app[TRASH].trash_photos([photo_id]):
         raise NotFound("There is no photo with that id.")
     return web.Response(status=204)
 

@@ -18,7 +18,9 @@ from ..metrics import Metrics
 from ..queue import JobQueue
 from ..resumable import ResumableUploads
 from ..sessions import Session, SessionStore
+from ..shares import ShareInbox
 from ..storage import Storage
+from ..trash import Trash
 from ..workers import WorkerPool
 
 CONFIG = web.AppKey("config", Settings)
@@ -29,6 +31,8 @@ EVENTS = web.AppKey("events", Broadcaster)
 QUEUE = web.AppKey("queue", JobQueue)
 INGEST = web.AppKey("ingest", Ingest)
 RESUMABLE = web.AppKey("resumable", ResumableUploads)
+SHARES = web.AppKey("shares", ShareInbox)
+TRASH = web.AppKey("trash", Trash)
 WORKERS = web.AppKey("workers", WorkerPool)
 METRICS = web.AppKey("metrics", Metrics)
 CLUSTER = web.AppKey("cluster", ClusterNode)

@@ -30,7 +30,10 @@ SESSION_COOKIE = "photoq_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-PUBLIC_PATHS = {"/healthz", "/login", "/favicon.ico"}
+# The app's manifest, service worker and offline page hold nothing private; browsers fetch the manifest without
+# cookies.
+PUBLIC_PATHS = {"/healthz", "/login", "/favicon.ico", "/manifest.webmanifest", "/sw.js", "/offline"}
+SHARE_TARGET = "/share"  # POSTed by the phone's share sheet: it cannot carry our CSRF token
 PUBLIC_PREFIXES = ("/static/",)
 METRICS_PATH = "/metrics"  # public only with [metrics] public = true
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -171,12 +174,14 @@ async def auth_middleware(request: web.Request, handler):
     if session is not None:
         request[AUTH_KIND] = "session"
         request[SESSION] = session
-        if request.method not in SAFE_METHODS:
+        if request.method == "POST" and request.path == SHARE_TARGET:
+            check_same_origin(request)  # it only parks the files; adding them to an album is a CSRF-checked form
+        elif request.method not in SAFE_METHODS:
             await check_csrf(request)
         return await handler(request)
     if is_api(request):
         raise Unauthorized("A valid admin token is required (Authorization: Bearer <token>).")
-    target = request.path_qs if request.method == "GET" else "/"
+    target = request.path_qs if request.method == "GET" else SHARE_TARGET if request.path == SHARE_TARGET else "/"
     raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
 
 
@@ -188,11 +193,15 @@ def check_login_allowed(request: web.Request) -> None:
                           code="login_locked", headers={"Retry-After": str(wait)})
 
 
-async def check_csrf(request: web.Request) -> None:
-    """Cookie-authenticated writes must come from our own pages: same origin, and carrying the session's CSRF token."""
+def check_same_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise_csrf(request)
+
+
+async def check_csrf(request: web.Request) -> None:
+    """Cookie-authenticated writes must come from our own pages: same origin, and carrying the session's CSRF token."""
+    check_same_origin(request)
     candidate = request.headers.get(CSRF_HEADER)
     if candidate is None and request.content_type == "application/x-www-form-urlencoded":
         field = (await request.post()).get(CSRF_FIELD)

@@ -28,6 +28,13 @@ class PhotoImage:
     showing: str
 
 
+def written_version(photo: Photo, output: OutputFile | None) -> str | None:
+    """The version of a photo's output as read back from the database (None: not written)."""
+    if output is None or output.created_at is None:
+        return None
+    return output_version(photo.sha256, output.created_at)
+
+
 def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Sequence[Output],
                        written: Mapping[str, OutputFile]) -> PhotoImage:
     """The display versions when any is written (each at its real width, widest last, one per width since small
@@ -37,7 +44,7 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
     for output in sorted(variants, key=lambda o: o.width):
         ready = written.get(output.name)
         if ready is not None and ready.width not in by_width:
-            by_width[ready.width] = urls.photo_file(photo.id, output.name, _version(photo, ready))
+            by_width[ready.width] = urls.photo_file(photo.id, output.name, written_version(photo, ready))
     display = sorted(by_width.items())
     natural_width = None  # of a picture shown without srcset, whose own pixels then set its width on the page
     srcset = ""
@@ -51,7 +58,7 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
         src = urls.photo_file(photo.id, "original", original_version(photo.sha256))
         showing, natural_width = "original", photo.width
     elif largest_thumb is not None and (thumb_file is not None or photo.thumbnail_status == Status.COMPLETE):
-        src = urls.photo_file(photo.id, largest_thumb.name, _version(photo, thumb_file))
+        src = urls.photo_file(photo.id, largest_thumb.name, written_version(photo, thumb_file))
         showing, natural_width = "thumbnail", (thumb_file.width if thumb_file else None)
     else:
         src, showing = None, "none"
@@ -62,10 +69,3 @@ def choose_photo_image(photo: Photo, variants: Sequence[Output], thumbnails: Seq
     # stylesheet's 80vh), so that photo.js can give it that box while it loads.
     loading_width = f"min({f'{natural_width}px, ' if natural_width else ''}100vw, 72rem, {80 * aspect:.4f}vh)"
     return PhotoImage(src, srcset, sizes, loading_width, showing)
-
-
-def _version(photo: Photo, output: OutputFile | None) -> str | None:
-    """The version of a written output (None: not written, or written before its time was recorded)."""
-    if output is None or output.created_at is None:
-        return None
-    return output_version(photo.sha256, output.created_at)

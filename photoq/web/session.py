@@ -107,6 +107,8 @@ async def logout_everywhere(request: web.Request) -> web.StreamResponse:
 def logged_out() -> web.HTTPSeeOther:
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
+    # Photo files are cached for good by URL; after logging out, this browser keeps none of them.
+    response.headers["Clear-Site-Data"] = '"cache"'
     return response
 
 

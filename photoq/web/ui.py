@@ -13,19 +13,11 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from ..config import Settings
-from ..models import (
-    MAX_ALBUM_NAME,
-    Album,
-    Batch,
-    Photo,
-    Status,
-    clean_album_name,
-    iso,
-    original_version,
-)
+from ..gallery_order import DEFAULT_ORDER, ORDER_LABELS, Cursor, GalleryOrder, day_of, parse_order
+from ..models import MAX_ALBUM_NAME, Album, Batch, Photo, Status, clean_album_name, iso, original_version
 from . import urls
 from .api import MAX_SQLITE_INTEGER
-from .keys import CLUSTER, CONFIG, DB, QUEUE, STORAGE
+from .keys import CLUSTER, CONFIG, DB, QUEUE, TRASH
 from .photo_image import choose_photo_image
 from .session import safe_next
 from .templating import render
@@ -38,12 +30,24 @@ FLASH_COOKIE = "photoq_flash"
 
 FLASH_MESSAGES = {
     "album_created": "Album created. Add photos below.",
-    "album_deleted": "The album and its photos were deleted.",
-    "photo_deleted": "The photo was deleted.",
+    "album_deleted": "The album and its photos were moved to the trash. You can restore them for 30 days.",
+    "photo_deleted": "The photo was moved to the trash. You can restore it for 30 days.",
+    "photos_deleted": "Moved {n} photo(s) to the trash. You can restore them for 30 days.",
+    "photos_moved": "Moved {n} photo(s) to the other album.",
+    "album_renamed": "The album was renamed.",
+    "cover_set": "The album cover was changed.",
+    "bad_name": "The album was not renamed: a name needs 1 to 200 characters and no control characters.",
+    "restored": "Restored from the trash.",
+    "restore_duplicate": "Not restored: the album already has a photo with the same bytes.",
+    "restore_album_trashed": "Not restored: its album is in the trash. Restore the album first.",
+    "purged": "Deleted for good.",
+    "emptied": "The trash is empty.",
+    "shared": "Added {n} shared photo(s) to this album (any already in it were skipped).",
+    "shared_some": "Added {n} shared photo(s); the others could not be read as photos.",
     "retried": "Queued again: {n} failed part(s).",
     "retried_photo": "The photo is queued again.",
     "nothing_to_retry": "Nothing has failed, so there was nothing to retry.",
-    "errors_cleared": "Removed {n} failed photo(s) from the album.",
+    "errors_cleared": "Moved {n} failed photo(s) to the trash.",
     "paused": "Processing is paused. Uploads are still accepted and wait in the queue.",
     "resumed": "Processing resumed.",
     "failed_cleared": "Forgot {n} failed job(s). Their photos stay marked as failed.",
@@ -318,20 +322,31 @@ async def album_page(request: web.Request) -> web.Response:
         return await not_found(request, "album")
     db = request.app[DB]
     settings = request.app[CONFIG]
-    before = parse_page_id(request.query.get("before"))
-    rows = await db.album_photos_newest_first(album.id, before, PAGE_SIZE + 1)
-    photos, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    order = chosen_order(request)
+    raw_after = request.query.get("after")
+    after = Cursor.decode(raw_after, order) if raw_after else None
+    rows = await db.album_photos_in_order(album.id, order, after, PAGE_SIZE + 1)
+    photos, more = [p for p, _ in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
+    keys = [k for _, k in rows[:PAGE_SIZE]]
     stats = await request.app[QUEUE].stats(album.id)
     failed = await db.list_photos(album.id, Status.FAILED, ERROR_REPORT_LIMIT, 0) if stats.failed else []
     block = settings.upload.block_while_processing
     thumbs = thumbnail_specs(settings)
     written = await db.output_versions([p.id for p in photos])
-    return await page(request, "album.html", {
+    tiles = [tile(p, thumbs, written.get(p.id, {})) for p in photos]
+    response = await page(request, "album.html", {
         "album": album,
         "stats": stats,
-        "tiles": [tile(p, thumbs, written.get(p.id, {})) for p in photos],
-        "older_url": f"/albums/{album.id}?before={photos[-1].id}" if more else None,
-        "first_page": before is None,
+        "tiles": tiles,
+        "days": timeline(order, photos, keys),
+        "order": str(order),
+        "orders": [{"value": str(o), "label": label, "url": urls.album_page_in_order(album.id, str(o))}
+                   for o, label in ORDER_LABELS.items()],
+        "older_url": urls.album_page_in_order(album.id, str(order), Cursor(keys[-1], photos[-1].id).encode())
+                     if more else None,
+        "newest_url": urls.album_page_in_order(album.id, str(order)),
+        "other_albums": [a for a in reversed(await db.list_albums()) if a.id != album.id],
+        "first_page": after is None,
         "failed": failed,  # the error report lists their names and errors, no pictures
         "failed_more": max(0, stats.failed - len(failed)),
         "busy": block and await db.album_has_unfinished_jobs(album.id),
@@ -349,6 +364,38 @@ async def album_page(request: web.Request) -> web.Response:
         "created": utc_datetime(album.created_at),
         "nav": "albums",
     })
+    remember_order(request, response, order)
+    return response
+
+
+ORDER_COOKIE = "photoq_order"
+
+
+def chosen_order(request: web.Request) -> GalleryOrder:
+    """The gallery order: the one asked for, else the one this browser chose last, else date taken."""
+    return (parse_order(request.query.get("order")) or parse_order(request.cookies.get(ORDER_COOKIE))
+            or DEFAULT_ORDER)
+
+
+def remember_order(request: web.Request, response: web.StreamResponse, order: GalleryOrder) -> None:
+    if request.query.get("order") == str(order) and request.cookies.get(ORDER_COOKIE) != str(order):
+        response.set_cookie(ORDER_COOKIE, str(order), max_age=365 * 86400, httponly=True, samesite="Strict", path="/")
+
+
+def timeline(order: GalleryOrder, photos: list[Photo], keys: list) -> dict[int, dict]:
+    """photo id -> the day heading that goes before it: where a new day starts in a date order; none by name."""
+    if order is GalleryOrder.NAME:
+        return {}
+    headings: dict[int, dict] = {}
+    previous = None
+    for photo, key in zip(photos, keys, strict=True):
+        stamp = key if order is GalleryOrder.TAKEN else photo.created_at
+        day = day_of(stamp)
+        if day != previous:
+            moment = datetime.fromisoformat(day)
+            headings[photo.id] = {"iso": day, "text": f"{moment:%A} {moment.day} {moment:%B %Y}"}
+            previous = day
+    return headings
 
 
 @routes.post("/albums/{id}/delete")
@@ -356,7 +403,7 @@ async def delete_album(request: web.Request) -> web.StreamResponse:
     album = await album_or_none(request)
     if album is None:
         return await not_found(request, "album")
-    await request.app[QUEUE].delete_album(album.id, request.app[STORAGE].remove_photo_files)
+    await request.app[TRASH].trash_album(album.id)
     raise redirect("/", "album_deleted")
 
 
@@ -388,11 +435,9 @@ async def clear_album_errors(request: web.Request) -> web.StreamResponse:
     album = await album_or_none(request)
     if album is None:
         return await not_found(request, "album")
-    queue, storage = request.app[QUEUE], request.app[STORAGE]
     removed = 0
     async for photo in failed_photos(request, album.id):
-        if await queue.delete_photo(photo.id, storage.remove_photo_files):
-            removed += 1
+        removed += len(await request.app[TRASH].trash_photos([photo.id]))
     raise redirect(urls.album_page(album.id), f"errors_cleared:{removed}")
 
 
@@ -409,7 +454,11 @@ async def photo_page(request: web.Request) -> web.Response:
     album = await db.get_album(photo.album_id)
     outputs = await db.photo_outputs(photo.id)
     attempts = await db.photo_attempts(photo.id)
-    newer, older = await db.adjacent_photo_ids(photo.album_id, photo.id)
+    order = chosen_order(request)
+    sequence = await db.album_photo_ids_in_order(photo.album_id, order)
+    at = sequence.index(photo.id)
+    newer = sequence[at - 1] if at > 0 else None
+    older = sequence[at + 1] if at + 1 < len(sequence) else None
 
     image = choose_photo_image(photo, settings.outputs_for("variant"), settings.outputs_for("thumbnail"), outputs)
     exif = photo.exif
@@ -433,6 +482,9 @@ async def photo_page(request: web.Request) -> web.Response:
         "history": history,
         "newer": newer,
         "older": older,
+        "order": str(order),
+        "position": at + 1,
+        "album_total": len(sequence),
         "original_url": urls.photo_file(photo.id, "original", original_version(photo.sha256)),
         "nav": "albums",
     })
@@ -453,7 +505,7 @@ async def delete_photo(request: web.Request) -> web.StreamResponse:
     photo = await photo_or_none(request)
     if photo is None:
         return await not_found(request, "photo")
-    await request.app[QUEUE].delete_photo(photo.id, request.app[STORAGE].remove_photo_files)
+    await request.app[TRASH].trash_photos([photo.id])
     raise redirect(urls.album_page(photo.album_id), "photo_deleted")
 
 

@@ -13,6 +13,11 @@ def album_page(album_id: int) -> str:
     return f"/albums/{album_id}"
 
 
+def album_page_in_order(album_id: int, order: str, after: str | None = None) -> str:
+    """The album page in a gallery order, from a cursor on."""
+    return f"/albums/{album_id}?" + urlencode({"order": order, **({"after": after} if after else {})})
+
+
 def photo_page(photo_id: int) -> str:
     return f"/photos/{photo_id}"
 
@@ -30,6 +35,26 @@ def album_photos_api(album_id: int, **query: object) -> str:
     out."""
     params = {key: value for key, value in query.items() if value is not None}
     return f"/api/albums/{album_id}/photos" + (f"?{urlencode(params)}" if params else "")
+
+
+def album_photo_ids_api(album_id: int, order: str | None = None) -> str:
+    return f"/api/albums/{album_id}/photo-ids" + (f"?{urlencode({'order': order})}" if order else "")
+
+
+def album_hashes_api(album_id: int) -> str:
+    return f"/api/albums/{album_id}/hashes"
+
+
+def album_download_api(album_id: int) -> str:
+    return f"/api/albums/{album_id}/download"
+
+
+def photos_download_api() -> str:
+    return "/api/photos/download"
+
+
+def photo_display_api(photo_id: int) -> str:
+    return f"/api/photos/{photo_id}/display"
 
 
 def photo_api(photo_id: int) -> str:

@@ -33,7 +33,8 @@ async def test_a_heic_upload_is_shown_upright_from_avif_outputs(browser, start_u
     width, height = await tile_image.evaluate("img => [img.naturalWidth, img.naturalHeight]")  # scaled by srcset
     assert width > 0 and height * 2 == width * 3
 
-    await page.locator("#gallery .tile a").first.click()
+    await page.locator("#gallery .tile a").first.click()  # opens the viewer
+    await page.get_by_role("dialog", name="IMG_0042.HEIC").get_by_role("link", name="Details").click()
     await expect(page.get_by_role("heading", level=1, name="IMG_0042.HEIC")).to_be_visible()
     await expect(page.locator(".facts")).to_contain_text("640 × 960")
     hero = page.locator("#photo-img")

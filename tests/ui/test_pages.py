@@ -117,7 +117,8 @@ async def test_upload_five_files_and_watch_each_placeholder_become_a_thumbnail(b
     await screenshot(page, "04-album-processed")
 
     # The photo page shows a display variant picked by srcset, with facts and the processing history.
-    await tiles.filter(has=page.get_by_alt_text("beach.jpg")).locator("a").click()
+    await tiles.filter(has=page.get_by_alt_text("beach.jpg")).locator("a").click()  # opens the viewer
+    await page.get_by_role("dialog", name="beach.jpg").get_by_role("link", name="Details").click()
     await expect(page.get_by_role("heading", level=1, name="beach.jpg")).to_be_visible()
     hero = page.locator("#photo-img")
     await hero.evaluate("img => img.decode()")
@@ -179,7 +180,7 @@ async def test_rejected_files_show_the_servers_message_next_to_them(browser, sta
     await page.goto(ui.url("/"))
     await page.get_by_label("Delete album Mixed bag").click()
     await page.get_by_role("button", name="Delete album").click()
-    await expect(page.get_by_role("status").filter(has_text="The album and its photos were deleted.")).to_be_visible()
+    await expect(page.get_by_role("status").filter(has_text="The album and its photos were moved to the trash.")).to_be_visible()
     await expect(page.get_by_text("No albums yet")).to_be_visible()
     assert (await api(ui, "GET", "/api/albums"))["albums"] == []
 
@@ -373,7 +374,7 @@ async def test_the_pages_work_without_javascript(browser, start_ui):
     await page.goto(ui.url(f"/albums/{album_id}"))
     await page.get_by_label("More actions for No script").click()  # opens the menu (a <details>)
     await page.get_by_role("button", name="Delete album").click()
-    await expect(page.get_by_role("status").filter(has_text="The album and its photos were deleted.")).to_be_visible()
+    await expect(page.get_by_role("status").filter(has_text="The album and its photos were moved to the trash.")).to_be_visible()
     assert page.url == ui.url("/")
     await screenshot(page, "18-no-javascript-albums")
 
