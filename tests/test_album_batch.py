@@ -81,3 +81,17 @@ async def test_a_retry_is_a_batch_of_its_own_and_a_failure_is_counted_as_failed(
     batch = await until_finished(client, album)
     # The retried photo alone, failed again: not "2 of 2 processed".
     assert (batch["total"], batch["complete"], batch["failed"]) == (1, 0, 1)
+
+
+async def test_a_photo_deleted_while_queued_leaves_the_batch(client, album):
+    """A photo sent to the trash before it was processed has no jobs left: it must not hold its batch open."""
+    await client.post("/api/admin/queue/pause", headers=AUTH)
+    kept, deleted = await upload(client, album, ("keep.jpg", jpeg(seed=130)), ("drop.jpg", jpeg(seed=131)))
+    assert (await batch_of(client, album))["total"] == 2
+    async with client.delete(f"/api/photos/{deleted}", headers=AUTH) as r:
+        assert r.status == 204
+    assert (await batch_of(client, album))["total"] == 1
+    await client.post("/api/admin/queue/resume", headers=AUTH)
+    batch = await until_finished(client, album)
+    assert (batch["total"], batch["done"], batch["complete"]) == (1, 1, 1)
+    assert (await get(client, "/api/stats"))["batches"] == []

@@ -9,15 +9,16 @@ from collections.abc import Sequence
 
 UNFINISHED = "('pending', 'processing')"
 
-# Counted per album: the photos that entered the queue since the batch started, and any photo still unfinished.
+# Counted per album: the photos that entered the queue since the batch started, and any photo still unfinished;
+# photos in the trash (their jobs are gone) count no more.
 BATCHES_SELECT = f"""
     SELECT a.id AS album_id, a.name AS album_name, a.batch_started_at AS started_at,
            count(p.id) AS total,
            coalesce(sum(p.processing_status = 'complete'), 0) AS complete,
            coalesce(sum(p.processing_status = 'failed'), 0) AS failed
-    FROM albums a JOIN photos p ON p.album_id = a.id
+    FROM albums a JOIN photos p ON p.album_id = a.id AND p.deleted_at IS NULL
          AND (p.queued_at >= a.batch_started_at OR p.processing_status IN {UNFINISHED})
-    WHERE a.batch_started_at IS NOT NULL AND (? IS NULL OR a.id = ?)
+    WHERE a.batch_started_at IS NOT NULL AND a.deleted_at IS NULL AND (? IS NULL OR a.id = ?)
     GROUP BY a.id
 """
 
@@ -29,7 +30,8 @@ def join_batch(conn: sqlite3.Connection, album_id: int, now: float, key: str | N
     conn.execute(
         f"""UPDATE albums SET batch_started_at = ?, batch_key = ?
             WHERE id = ? AND (batch_started_at IS NULL OR batch_key IS NULL OR ? IS NULL OR batch_key <> ?)
-              AND NOT EXISTS (SELECT 1 FROM photos WHERE album_id = ? AND processing_status IN {UNFINISHED})""",
+              AND NOT EXISTS (SELECT 1 FROM photos WHERE album_id = ? AND deleted_at IS NULL
+                              AND processing_status IN {UNFINISHED})""",
         (now, key, album_id, key, key, album_id),
     ).close()
     if key is not None:
