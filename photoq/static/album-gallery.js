@@ -97,6 +97,8 @@
     if (hadFocus) link.focus();
   }
 
+  const failedEvents = new Map();  // photo id -> its failure event, to list it again once its name is known
+
   function addTile(photo, filename) {
     let tile = tileFor(photo.id);
     if (!tile) {
@@ -111,6 +113,9 @@
       tile.dataset.filename = filename;
     }
     renderTile(tile, photo);
+    // A failure reported before this tile knew its file's name is listed again under that name.
+    const failed = failedEvents.get(photo.id);
+    if (failed && filename) updateErrorReport(failed);
     return tile;
   }
 
@@ -122,10 +127,12 @@
   function updateErrorReport(photo) {
     const existing = document.getElementById('error-' + photo.id);
     if (photo.processing_status !== 'failed') {
+      failedEvents.delete(photo.id);
       if (existing) existing.remove();
       if (!errorList.children.length) errorReport.hidden = true;
       return;
     }
+    failedEvents.set(photo.id, photo);
     const tile = tileFor(photo.id);
     const filename = (tile && tile.dataset.filename) || ('Photo ' + photo.id);
     const retry = retryForm(photo.id, filename);

@@ -43,7 +43,9 @@
     const n = selected.size;
     html.dataset.selecting = n ? '1' : '0';
     bar.hidden = n === 0;
-    count.textContent = n === 1 ? '1 photo selected' : n + ' photos selected';
+    // A live region: written only when what it says changes (new tiles arriving must not re-announce it).
+    const text = n === 1 ? '1 photo selected' : n + ' photos selected';
+    if (count.textContent !== text) count.textContent = text;
     const ids = Array.from(selected).join(',');
     for (const field of bar.querySelectorAll('input[name="photo_ids"]')) field.value = ids;
   }

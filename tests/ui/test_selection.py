@@ -101,7 +101,7 @@ async def test_phone_selection_and_album_management(browser, start_ui):
     await page.get_by_role("button", name="Cancel").click()
 
     # Rename from the album page; the cover from a photo's page.
-    await page.get_by_text("Rename", exact=True).click()
+    await page.get_by_label("More actions for Garden").click()  # rename, download and delete live there
     await page.get_by_label("New name").fill("Garden 2026")
     await page.get_by_role("button", name="Rename album").click()
     await expect(page.get_by_role("heading", level=1, name="Garden 2026")).to_be_visible()
@@ -115,8 +115,8 @@ async def test_phone_selection_and_album_management(browser, start_ui):
 
     # Delete the album from its page: into the trash, and back.
     await page.goto(ui.url(f"/albums/{album_id}"))
-    await page.get_by_text("Delete album", exact=True).first.click()
-    await page.get_by_role("button", name="Delete album").last.click()
+    await page.get_by_label("More actions for Garden 2026").click()
+    await page.get_by_role("button", name="Delete album").click()
     await expect(page.get_by_role("status").filter(has_text="moved to the trash")).to_be_visible()
     await page.goto(ui.url("/trash"))
     await screenshot(page, "trash-02-phone-dark")
